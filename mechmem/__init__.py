@@ -1,0 +1,23 @@
+"""mechmem: train and dissect networks on corrupted modular arithmetic.
+
+Did this network memorize, generalize, or both? Headline names:
+
+- data: `DatasetSpec`, `make_dataset`, `ModularDataset`
+- models: `MLPConfig`, `HookedMLP`, `analytic_solution`
+- hooks: `HookPoint`, `HookedRootModule`
+- checkpoints: `Checkpoint`, `load_checkpoint`, `save_checkpoint`
+"""
+
+from .checkpoint import Checkpoint as Checkpoint
+from .checkpoint import load_checkpoint as load_checkpoint
+from .checkpoint import save_checkpoint as save_checkpoint
+from .data import DatasetSpec as DatasetSpec
+from .data import ModularDataset as ModularDataset
+from .data import make_dataset as make_dataset
+from .hooks import HookedRootModule as HookedRootModule
+from .hooks import HookPoint as HookPoint
+from .models import HookedMLP as HookedMLP
+from .models import MLPConfig as MLPConfig
+from .models import analytic_solution as analytic_solution
+
+__version__ = "0.1.0"

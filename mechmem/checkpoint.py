@@ -1,0 +1,224 @@
+"""One-file checkpoints: safe to open (never unpickles code), written atomically.
+
+A checkpoint is a `torch.save`d dict of tensors, plain containers, numbers and strings:
+
+    format: "mechmem.checkpoint", version: 1,
+    model_config: MLPConfig fields,         weights: the model's state_dict,
+    dataset: DatasetSpec fields + exact train indices, trained-on labels, corruption mask,
+    train_config: the trainer's settings or None,  step: optimizer steps taken,
+    history: {metric: [value per evaluation]},      snapshots: {"step": (S,), "U", "V", "W"},
+    train_state: what resuming needs (optimizer state, RNG state) or None,
+    meta: {"name": str, "mechmem_version": str, ...}.
+
+See docs/checkpoint.md for every field.
+"""
+
+import dataclasses
+import os
+import pickle
+import tempfile
+import zipfile
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import torch
+from torch import Tensor
+
+from .data import ModularDataset
+from .models.mlp import HookedMLP, MLPConfig
+
+FORMAT = "mechmem.checkpoint"
+VERSION = 1
+
+
+@dataclass(frozen=True, eq=False)
+class Checkpoint:
+    """A trained (or built) model together with the exact data it saw and how it got there.
+
+    Attributes:
+        model: the `HookedMLP`, in eval mode.
+        dataset: the `ModularDataset` it was trained on, split and corruption included.
+        train_config: the trainer's settings as a plain dict, or None for a model not trained
+            by mechmem (`.config` rebuilds the `TrainConfig`).
+        history: metric name -> one value per evaluation (`history["step"]` gives the steps).
+        snapshots: {"step": (S,), "U": (S, N, p), "V": (S, N, p), "W": (S, p, N)} weight
+            snapshots taken during training, or empty.
+        step: optimizer steps taken.
+        train_state: optimizer and RNG state for resuming, or None.
+        meta: free-form strings and numbers (run name, versions).
+        path: where it was loaded from or saved to, if anywhere.
+    """
+
+    model: HookedMLP
+    dataset: ModularDataset
+    train_config: dict[str, Any] | None = None
+    history: Mapping[str, list[float]] = field(default_factory=dict)
+    snapshots: Mapping[str, Tensor] = field(default_factory=dict)
+    step: int = 0
+    train_state: dict[str, Any] | None = None
+    meta: Mapping[str, Any] = field(default_factory=dict)
+    path: Path | None = None
+
+    @property
+    def config(self) -> Any:
+        """The `TrainConfig` of the run, or None for a model not trained by mechmem."""
+        if self.train_config is None:
+            return None
+        from .train.config import TrainConfig
+
+        return TrainConfig.from_dict(self.train_config)
+
+    @property
+    def name(self) -> str:
+        return str(self.meta.get("name", ""))
+
+    def to_dict(self) -> dict[str, Any]:
+        """The plain dict that `save_checkpoint` writes."""
+        return {
+            "format": FORMAT,
+            "version": VERSION,
+            "model_config": self.model.cfg.to_dict(),
+            "weights": {k: v.detach().cpu().clone() for k, v in self.model.state_dict().items()},
+            "dataset": self.dataset.to_dict(),
+            "train_config": self.train_config,
+            "step": int(self.step),
+            "history": {k: list(v) for k, v in self.history.items()},
+            "snapshots": {k: v.detach().cpu() for k, v in self.snapshots.items()},
+            "train_state": self.train_state,
+            "meta": dict(self.meta),
+        }
+
+
+def save_checkpoint(ckpt: Checkpoint, path: str | os.PathLike, *, overwrite: bool = False) -> Path:
+    """Write `ckpt` to `path` atomically (temporary file in the same folder, then rename).
+
+    Args:
+        ckpt: what to write.
+        path: the destination `.pt` file.
+        overwrite: replace an existing file; without it an existing file is an error.
+
+    Returns:
+        The path written.
+    """
+    path = Path(path)
+    if path.exists() and not overwrite:
+        raise FileExistsError(f"{path} exists; pass overwrite=True (--force) to replace it.")
+    if path.is_dir():
+        raise IsADirectoryError(f"{path} is a folder, not a checkpoint file path.")
+    folder = path.parent if str(path.parent) else Path(".")
+    if not folder.is_dir():
+        raise FileNotFoundError(f"Cannot write {path}: folder {folder} does not exist.")
+    payload = ckpt.to_dict()
+    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=folder)
+    try:
+        with os.fdopen(fd, "wb") as f:
+            torch.save(payload, f)
+            f.flush()
+            os.fsync(f.fileno())
+        os.replace(tmp, path)
+    except BaseException:
+        Path(tmp).unlink(missing_ok=True)
+        raise
+    return path
+
+
+def _read(path: Path) -> Any:
+    try:
+        return torch.load(path, map_location="cpu", weights_only=True)
+    except pickle.UnpicklingError as e:
+        reason = str(e).strip().splitlines()[0] if str(e).strip() else type(e).__name__
+        if "Unsupported global" in str(e) or "Weights only load failed" in str(e):
+            raise ValueError(
+                f"{path}: refused to load: it contains Python objects beyond tensors and plain "
+                "containers, and mechmem never unpickles code (weights_only=True)."
+            ) from None
+        raise ValueError(f"{path}: not a readable checkpoint ({reason}).") from None
+    except (EOFError, zipfile.BadZipFile) as e:
+        raise ValueError(f"{path}: truncated or corrupt checkpoint ({type(e).__name__}).") from None
+    except RuntimeError as e:
+        msg = str(e).lower()
+        if "zip" in msg or "central directory" in msg or "reading" in msg:
+            raise ValueError(f"{path}: truncated or corrupt checkpoint file.") from None
+        first = str(e).strip().splitlines()[0] if str(e).strip() else "unknown error"
+        raise ValueError(f"{path}: not a readable checkpoint ({first}).") from None
+    except (OSError, ValueError, TypeError, AttributeError, ImportError, IndexError) as e:
+        first = str(e).strip().splitlines()[0] if str(e).strip() else type(e).__name__
+        raise ValueError(f"{path}: not a readable checkpoint ({first}).") from None
+
+
+def _describe_foreign(obj: Any) -> str:
+    if isinstance(obj, Mapping) and obj and all(isinstance(v, Tensor) for v in obj.values()):
+        return "it looks like a plain state_dict from another tool, not a mechmem checkpoint"
+    return f"it holds a {type(obj).__name__} without mechmem's format marker"
+
+
+def load_checkpoint(path: str | os.PathLike) -> Checkpoint:
+    """Open a checkpoint written by mechmem, rebuilding its model and dataset exactly.
+
+    Never runs code from the file: loading uses `torch.load(weights_only=True)`, and anything
+    that is not a mechmem checkpoint of a known version is refused with a one-line error.
+
+    Raises:
+        FileNotFoundError: no such file.
+        ValueError: hostile, truncated, foreign, newer-format or inconsistent file.
+
+    Example:
+        >>> ckpt = load_checkpoint("runs/default.pt")
+        >>> logits = ckpt.model(ckpt.dataset.test_pairs)
+    """
+    path = Path(path)
+    if not path.exists():
+        raise FileNotFoundError(f"{path}: no such checkpoint file.")
+    if path.is_dir():
+        raise IsADirectoryError(f"{path}: is a folder, not a checkpoint file.")
+    obj = _read(path)
+    if not isinstance(obj, Mapping) or obj.get("format") != FORMAT:
+        raise ValueError(f"{path}: not a mechmem checkpoint: {_describe_foreign(obj)}.")
+    version = obj.get("version")
+    if not isinstance(version, int):
+        raise ValueError(f"{path}: checkpoint has no valid format version.")
+    if version > VERSION:
+        raise ValueError(
+            f"{path}: written by a newer mechmem (format version {version}; this version reads "
+            f"up to {VERSION}); upgrade mechmem to open it."
+        )
+    try:
+        return _build(obj, path)
+    except (KeyError, TypeError, ValueError, RuntimeError) as e:
+        first = str(e).strip().splitlines()[0] if str(e).strip() else type(e).__name__
+        raise ValueError(f"{path}: damaged mechmem checkpoint ({first}).") from None
+
+
+def _build(obj: Mapping[str, Any], path: Path) -> Checkpoint:
+    model_cfg = MLPConfig(**obj["model_config"])
+    dataset = ModularDataset.from_dict(obj["dataset"])
+    if dataset.p != model_cfg.p:
+        raise ValueError(f"dataset p={dataset.p} differs from model p={model_cfg.p}")
+    model = HookedMLP(model_cfg)
+    model.load_state_dict(obj["weights"], strict=True)
+    model.eval()
+    history = obj.get("history") or {}
+    snapshots = obj.get("snapshots") or {}
+    if not isinstance(history, Mapping) or not isinstance(snapshots, Mapping):
+        raise ValueError("history and snapshots must be mappings")
+    train_config = obj.get("train_config")
+    if train_config is not None and not isinstance(train_config, Mapping):
+        raise ValueError("train_config must be a mapping")
+    return Checkpoint(
+        model=model,
+        dataset=dataset,
+        train_config=dict(train_config) if train_config is not None else None,
+        history={str(k): list(v) for k, v in history.items()},
+        snapshots=dict(snapshots),
+        step=int(obj.get("step", 0)),
+        train_state=obj.get("train_state"),
+        meta=dict(obj.get("meta") or {}),
+        path=path,
+    )
+
+
+def replace(ckpt: Checkpoint, **changes: Any) -> Checkpoint:
+    """A copy of `ckpt` with some fields changed (a thin `dataclasses.replace`)."""
+    return dataclasses.replace(ckpt, **changes)

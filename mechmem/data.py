@@ -1,0 +1,293 @@
+"""Modular-arithmetic tasks, train/test splits and label corruption."""
+
+import dataclasses
+import math
+from collections.abc import Callable
+from dataclasses import dataclass
+from typing import Literal
+
+import torch
+from jaxtyping import Bool, Int
+from torch import Tensor
+
+Operation = Literal["add", "sub", "mul", "div", "sq_sum"]
+Corruption = Literal["uniform", "exclude_true"]
+
+OPERATIONS: dict[str, str] = {
+    "add": "(a + b) mod p",
+    "sub": "(a - b) mod p",
+    "mul": "(a * b) mod p",
+    "div": "(a * b^-1) mod p, pairs with b = 0 excluded",
+    "sq_sum": "(a^2 + b^2) mod p",
+}
+_NEEDS_PRIME = ("mul", "div")
+
+
+def is_prime(n: int) -> bool:
+    """Whether `n` is a prime number."""
+    if n < 2:
+        return False
+    return all(n % d for d in range(2, math.isqrt(n) + 1))
+
+
+def _label_fn(op: str, p: int) -> Callable[[Tensor, Tensor], Tensor]:
+    if op == "add":
+        return lambda a, b: (a + b) % p
+    if op == "sub":
+        return lambda a, b: (a - b) % p
+    if op == "mul":
+        return lambda a, b: (a * b) % p
+    if op == "div":
+        inverse = torch.tensor([pow(b, -1, p) if b else 0 for b in range(p)])
+        return lambda a, b: (a * inverse[b]) % p
+    if op == "sq_sum":
+        return lambda a, b: (a * a + b * b) % p
+    raise AssertionError(op)
+
+
+@dataclass(frozen=True)
+class DatasetSpec:
+    """Everything that determines a dataset; `make_dataset(spec)` is a pure function of it.
+
+    Attributes:
+        op: one of `OPERATIONS`.
+        p: the modulus; `mul` and `div` need it prime.
+        train_frac: alpha, the fraction of all pairs used for training, in (0, 1).
+        corrupt_frac: xi, the fraction of training examples given a random label, in [0, 1).
+        seed: seeds the split and the corruption.
+        corruption: "uniform" draws corrupted labels from all p classes, so about 1/p of them
+            keep the true label by chance (the paper's convention); "exclude_true" forces a
+            label different from the true one.
+    """
+
+    op: Operation = "add"
+    p: int = 97
+    train_frac: float = 0.5
+    corrupt_frac: float = 0.0
+    seed: int = 0
+    corruption: Corruption = "uniform"
+
+    def __post_init__(self) -> None:
+        if self.op not in OPERATIONS:
+            raise ValueError(
+                f"Unknown operation {self.op!r}; choose one of {', '.join(OPERATIONS)}."
+            )
+        if isinstance(self.p, bool) or not isinstance(self.p, int) or self.p < 2:
+            raise ValueError(f"`p` must be an integer >= 2, got {self.p!r}.")
+        if self.op in _NEEDS_PRIME and not is_prime(self.p):
+            raise ValueError(f"`p` must be prime for {self.op}, got {self.p}.")
+        if not 0.0 < self.train_frac < 1.0:
+            raise ValueError(f"`train_frac` (alpha) must lie in (0, 1), got {self.train_frac}.")
+        if not 0.0 <= self.corrupt_frac < 1.0:
+            raise ValueError(
+                f"`corrupt_frac` (xi) must lie in [0, 1), got {self.corrupt_frac}."
+            )
+        if self.corruption not in ("uniform", "exclude_true"):
+            raise ValueError(
+                f"`corruption` must be 'uniform' or 'exclude_true', got {self.corruption!r}."
+            )
+        n_pairs = self.p * (self.p - 1) if self.op == "div" else self.p * self.p
+        n_train = round(self.train_frac * n_pairs)
+        if not 1 <= n_train < n_pairs:
+            raise ValueError(
+                f"`train_frac`={self.train_frac} leaves an empty train or test set "
+                f"for {n_pairs} pairs; choose a fraction that keeps both non-empty."
+            )
+
+    def to_dict(self) -> dict[str, object]:
+        return dataclasses.asdict(self)
+
+
+@dataclass(frozen=True, eq=False)
+class ModularDataset:
+    """All pairs of a modular task, their split and the labels trained on.
+
+    Attributes:
+        spec: the `DatasetSpec` this was built from.
+        pairs: every (a, b) pair of the task, shape (pairs, 2).
+        labels: the true label of every pair.
+        train_idx: indices into `pairs` of the training set.
+        test_idx: indices into `pairs` of the test set (always true labels).
+        train_labels: the labels trained on, aligned with `train_idx`.
+        corrupted: which training examples had their label replaced, aligned with `train_idx`.
+    """
+
+    spec: DatasetSpec
+    pairs: Int[Tensor, "pairs 2"]
+    labels: Int[Tensor, " pairs"]
+    train_idx: Int[Tensor, " train"]
+    test_idx: Int[Tensor, " test"]
+    train_labels: Int[Tensor, " train"]
+    corrupted: Bool[Tensor, " train"]
+
+    @property
+    def p(self) -> int:
+        return self.spec.p
+
+    @property
+    def n_train(self) -> int:
+        return int(self.train_idx.numel())
+
+    @property
+    def n_corrupted(self) -> int:
+        return int(self.corrupted.sum())
+
+    @property
+    def train_pairs(self) -> Int[Tensor, "train 2"]:
+        return self.pairs[self.train_idx]
+
+    @property
+    def test_pairs(self) -> Int[Tensor, "test 2"]:
+        return self.pairs[self.test_idx]
+
+    @property
+    def test_labels(self) -> Int[Tensor, " test"]:
+        return self.labels[self.test_idx]
+
+    @property
+    def train_true_labels(self) -> Int[Tensor, " train"]:
+        return self.labels[self.train_idx]
+
+    def to_dict(self) -> dict[str, object]:
+        """Plain containers and tensors only, as stored in checkpoints."""
+        return {
+            "spec": self.spec.to_dict(),
+            "train_idx": self.train_idx.clone(),
+            "train_labels": self.train_labels.clone(),
+            "corrupted": self.corrupted.clone(),
+        }
+
+    @classmethod
+    def from_dict(cls, d: dict[str, object]) -> "ModularDataset":
+        """Rebuild a dataset stored by `to_dict`, checking it against its spec."""
+        spec = DatasetSpec(**d["spec"])  # type: ignore[arg-type]
+        pairs, labels = all_pairs(spec.op, spec.p)
+        train_idx = d["train_idx"]
+        train_labels = d["train_labels"]
+        corrupted = d["corrupted"]
+        for name, t, dtype in (
+            ("train_idx", train_idx, torch.int64),
+            ("train_labels", train_labels, torch.int64),
+            ("corrupted", corrupted, torch.bool),
+        ):
+            if not isinstance(t, Tensor) or t.dtype != dtype or t.ndim != 1:
+                raise ValueError(f"dataset field {name!r} is not a 1-d {dtype} tensor.")
+        n = pairs.shape[0]
+        if not (train_idx.numel() == train_labels.numel() == corrupted.numel()):
+            raise ValueError("dataset fields train_idx, train_labels, corrupted differ in length.")
+        if train_idx.numel() and (train_idx.min() < 0 or train_idx.max() >= n):
+            raise ValueError(f"dataset train_idx holds indices outside [0, {n}).")
+        if train_labels.numel() and (train_labels.min() < 0 or train_labels.max() >= spec.p):
+            raise ValueError(f"dataset train_labels hold labels outside [0, {spec.p}).")
+        is_train = torch.zeros(n, dtype=torch.bool)
+        is_train[train_idx] = True
+        if int(is_train.sum()) != train_idx.numel():
+            raise ValueError("dataset train_idx holds repeated indices.")
+        test_idx = torch.nonzero(~is_train).squeeze(1)
+        return cls(spec, pairs, labels, train_idx.clone(), test_idx, train_labels.clone(),
+                   corrupted.clone())
+
+
+def all_pairs(op: str, p: int) -> tuple[Int[Tensor, "pairs 2"], Int[Tensor, " pairs"]]:
+    """Every input pair of the task in row-major order, and its true label."""
+    a, b = torch.meshgrid(torch.arange(p), torch.arange(p), indexing="ij")
+    pairs = torch.stack([a.reshape(-1), b.reshape(-1)], dim=1)
+    if op == "div":
+        pairs = pairs[pairs[:, 1] != 0]
+    labels = _label_fn(op, p)(pairs[:, 0], pairs[:, 1])
+    return pairs, labels
+
+
+def make_dataset(spec: DatasetSpec | None = None, **kwargs: object) -> ModularDataset:
+    """Build the split and the corrupted labels of a modular-arithmetic task.
+
+    Exactly floor(corrupt_frac * n_train) training examples are corrupted, chosen at random.
+
+    Args:
+        spec: the dataset to build; or pass `DatasetSpec` fields as keyword arguments.
+
+    Returns:
+        The `ModularDataset`; the same spec always gives the same dataset.
+
+    Example:
+        >>> ds = make_dataset(op="add", p=97, train_frac=0.5, corrupt_frac=0.35, seed=0)
+        >>> ds.n_train, ds.n_corrupted
+        (4704, 1646)
+    """
+    if spec is None:
+        spec = DatasetSpec(**kwargs)  # type: ignore[arg-type]
+    elif kwargs:
+        raise TypeError("Pass either a DatasetSpec or its fields as keywords, not both.")
+    pairs, labels = all_pairs(spec.op, spec.p)
+    n = pairs.shape[0]
+    gen = torch.Generator().manual_seed(spec.seed)
+    perm = torch.randperm(n, generator=gen)
+    n_train = round(spec.train_frac * n)
+    train_idx = perm[:n_train].sort().values
+    test_idx = perm[n_train:].sort().values
+
+    n_corrupt = math.floor(spec.corrupt_frac * n_train)
+    corrupt_pos = torch.randperm(n_train, generator=gen)[:n_corrupt]
+    corrupted = torch.zeros(n_train, dtype=torch.bool)
+    corrupted[corrupt_pos] = True
+    train_labels = labels[train_idx].clone()
+    if spec.corruption == "uniform":
+        noise = torch.randint(0, spec.p, (n_corrupt,), generator=gen)
+    else:
+        # A shift in 1..p-1 lands on any label but the true one, uniformly.
+        shift = torch.randint(1, spec.p, (n_corrupt,), generator=gen)
+        noise = (train_labels[corrupt_pos] + shift) % spec.p
+    train_labels[corrupt_pos] = noise
+    return ModularDataset(spec, pairs, labels, train_idx, test_idx, train_labels, corrupted)
+
+
+def primitive_root(p: int) -> int:
+    """The smallest generator of the multiplicative group of Z_p (p prime)."""
+    if not is_prime(p):
+        raise ValueError(f"`p` must be prime to have a primitive root, got {p}.")
+    if p == 2:
+        return 1
+    factors = {d for d in range(2, p) if (p - 1) % d == 0 and is_prime(d)}
+    for g in range(2, p):
+        if all(pow(g, (p - 1) // q, p) != 1 for q in factors):
+            return g
+    raise AssertionError(p)
+
+
+@dataclass(frozen=True, eq=False)
+class Coordinates:
+    """Where a task's generalizing circuit is periodic.
+
+    A generalizing neuron of a task looks like cos(2 pi s c(x) / period + phase) in each of its
+    three weight vectors, with c = `a`, `b` or `out`. For addition c is the residue itself; for
+    multiplication and division it is the discrete logarithm (residue 0 has none: -1 there).
+
+    Attributes:
+        a, b, out: integer coordinate of each residue for the first operand, the second operand
+            and the output, shape (p,), -1 where the residue has no coordinate.
+        period: the length of the cycle the coordinates live on (p, or p - 1 for discrete logs).
+    """
+
+    a: Int[Tensor, " p"]
+    b: Int[Tensor, " p"]
+    out: Int[Tensor, " p"]
+    period: int
+
+
+def task_coordinates(op: str, p: int) -> Coordinates:
+    """The coordinates in which the generalizing solution of `op` mod `p` is periodic."""
+    r = torch.arange(p)
+    if op == "add":
+        return Coordinates(r, r, r, p)
+    if op == "sub":
+        return Coordinates(r, (-r) % p, r, p)
+    if op == "sq_sum":
+        return Coordinates(r * r % p, r * r % p, r, p)
+    if op in ("mul", "div"):
+        g = primitive_root(p)
+        log = torch.full((p,), -1, dtype=torch.int64)
+        for k in range(p - 1):
+            log[pow(g, k, p)] = k
+        neg = torch.where(log >= 0, (-log) % (p - 1), log)
+        return Coordinates(log, neg if op == "div" else log, log, p - 1)
+    raise ValueError(f"Unknown operation {op!r}; choose one of {', '.join(OPERATIONS)}.")
