@@ -17,6 +17,7 @@ import dataclasses
 import os
 import pickle
 import tempfile
+import warnings
 import zipfile
 from collections.abc import Mapping
 from dataclasses import dataclass, field
@@ -91,6 +92,27 @@ class Checkpoint:
         }
 
 
+_PLAIN = (str, int, float, bool, type(None), torch.Tensor)
+
+
+def _check_plain(obj: Any, where: str) -> None:
+    """Only tensors, numbers, strings, None and lists/tuples/dicts of them may be written, so
+    that `weights_only=True` can read everything back."""
+    if isinstance(obj, Mapping):
+        for k, v in obj.items():
+            if not isinstance(k, str | int):
+                raise TypeError(f"Checkpoint key {k!r} at {where} is not a string or integer.")
+            _check_plain(v, f"{where}.{k}")
+    elif isinstance(obj, list | tuple):
+        for i, v in enumerate(obj):
+            _check_plain(v, f"{where}[{i}]")
+    elif not isinstance(obj, _PLAIN):
+        raise TypeError(
+            f"Checkpoint field {where} holds a {type(obj).__name__}; only tensors, numbers, "
+            "strings, None and lists or dicts of them can be stored."
+        )
+
+
 def save_checkpoint(ckpt: Checkpoint, path: str | os.PathLike, *, overwrite: bool = False) -> Path:
     """Write `ckpt` to `path` atomically (temporary file in the same folder, then rename).
 
@@ -111,6 +133,7 @@ def save_checkpoint(ckpt: Checkpoint, path: str | os.PathLike, *, overwrite: boo
     if not folder.is_dir():
         raise FileNotFoundError(f"Cannot write {path}: folder {folder} does not exist.")
     payload = ckpt.to_dict()
+    _check_plain(payload, "checkpoint")
     fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=folder)
     try:
         with os.fdopen(fd, "wb") as f:
@@ -126,7 +149,10 @@ def save_checkpoint(ckpt: Checkpoint, path: str | os.PathLike, *, overwrite: boo
 
 def _read(path: Path) -> Any:
     try:
-        return torch.load(path, map_location="cpu", weights_only=True)
+        with warnings.catch_warnings():
+            # torch warns about pickle protocols of foreign files; they get a clear error below.
+            warnings.simplefilter("ignore")
+            return torch.load(path, map_location="cpu", weights_only=True)
     except pickle.UnpicklingError as e:
         reason = str(e).strip().splitlines()[0] if str(e).strip() else type(e).__name__
         if "Unsupported global" in str(e) or "Weights only load failed" in str(e):

@@ -4,14 +4,10 @@ import dataclasses
 import math
 from collections.abc import Callable
 from dataclasses import dataclass
-from typing import Literal
 
 import torch
 from jaxtyping import Bool, Int
 from torch import Tensor
-
-Operation = Literal["add", "sub", "mul", "div", "sq_sum"]
-Corruption = Literal["uniform", "exclude_true"]
 
 OPERATIONS: dict[str, str] = {
     "add": "(a + b) mod p",
@@ -60,12 +56,14 @@ class DatasetSpec:
             label different from the true one.
     """
 
-    op: Operation = "add"
+    # Choice fields are typed `str` and checked in __post_init__, so that a wrong value is a
+    # ValueError naming the choices, also under runtime type checking.
+    op: str = "add"
     p: int = 97
     train_frac: float = 0.5
     corrupt_frac: float = 0.0
     seed: int = 0
-    corruption: Corruption = "uniform"
+    corruption: str = "uniform"
 
     def __post_init__(self) -> None:
         if self.op not in OPERATIONS:

@@ -52,7 +52,7 @@ class HookPoint(nn.Module):
     def add_hook(
         self,
         fn: HookFn,
-        dir: Direction = "fwd",
+        dir: str = "fwd",
         *,
         is_permanent: bool = False,
         level: int | None = None,
@@ -174,7 +174,7 @@ class HookedRootModule(nn.Module):
         self,
         name: str | Callable[[str], bool],
         hook: HookFn,
-        dir: Direction = "fwd",
+        dir: str = "fwd",
         *,
         is_permanent: bool = False,
         prepend: bool = False,

@@ -2,7 +2,6 @@
 
 import dataclasses
 from dataclasses import dataclass
-from typing import Literal
 
 import torch
 import torch.nn.functional as F
@@ -10,11 +9,6 @@ from jaxtyping import Float, Int
 from torch import Tensor, nn
 
 from ..hooks import HookedRootModule, HookPoint
-
-Activation = Literal["quad", "relu", "gelu"]
-Norm = Literal["none", "batchnorm", "layernorm"]
-DropoutSite = Literal["pre", "post"]
-Init = Literal["paper", "pytorch"]
 
 _ACTIVATIONS = ("quad", "relu", "gelu")
 _NORMS = ("none", "batchnorm", "layernorm")
@@ -41,12 +35,13 @@ class MLPConfig:
 
     p: int = 97
     width: int = 500
-    act: Activation = "quad"
+    # Choice fields are `str`, validated in __post_init__ with a sentence naming the choices.
+    act: str = "quad"
     bias: bool = False
     dropout: float = 0.0
-    dropout_site: DropoutSite = "pre"
-    norm: Norm = "none"
-    init: Init = "paper"
+    dropout_site: str = "pre"
+    norm: str = "none"
+    init: str = "paper"
     init_scale: float = 1.0
 
     def __post_init__(self) -> None:
