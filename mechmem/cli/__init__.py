@@ -8,9 +8,9 @@ import argparse
 import sys
 from collections.abc import Sequence
 
-from . import info
+from . import analyze, info
 
-COMMANDS = (info,)
+COMMANDS = (info, analyze)
 
 
 class _Parser(argparse.ArgumentParser):
