@@ -2,7 +2,6 @@
 
 import contextlib
 from collections.abc import Iterator, Sequence
-from typing import Literal
 
 import torch
 from torch import Tensor
@@ -40,7 +39,7 @@ def ablate(
     model: torch.nn.Module,
     neurons: Sequence[int] | Tensor,
     *,
-    how: Literal["zero", "mean"] = "zero",
+    how: str = "zero",
     dataset: ModularDataset | None = None,
 ) -> Iterator[torch.nn.Module]:
     """Zero- or mean-ablate hidden neurons at `hook_normed` (what W reads) inside the block.

@@ -8,7 +8,7 @@ from jaxtyping import Bool, Complex, Float, Int
 from torch import Tensor, nn
 
 from ..data import task_coordinates
-from .spectrum import CONVENTIONS, Convention, fourier_basis, neuron_weights, spectrum
+from .spectrum import CONVENTIONS, fourier_basis, neuron_weights, spectrum
 
 
 @dataclass(frozen=True)
@@ -53,7 +53,7 @@ def wrap_phase(x: Float[Tensor, "*batch"]) -> Float[Tensor, "*batch"]:
 
 
 def coefficients(
-    model: nn.Module, op: str, convention: Convention = "rfft"
+    model: nn.Module, op: str, convention: str = "rfft"
 ) -> tuple[Complex[Tensor, "neurons freqs"], ...]:
     """Complex Fourier coefficients of U rows, V rows and W columns in the task's basis."""
     if convention not in CONVENTIONS:
@@ -65,7 +65,7 @@ def coefficients(
     return tuple(out)
 
 
-def fourier(model: nn.Module, op: str, *, convention: Convention = "rfft") -> FourierResult:
+def fourier(model: nn.Module, op: str, *, convention: str = "rfft") -> FourierResult:
     """Fourier decomposition of every hidden neuron of `model` for the task `op`.
 
     Args:

@@ -9,7 +9,15 @@ from torch import nn
 
 from ..data import task_coordinates
 from ..models.analytic import analytic_solution
-from .spectrum import Convention, fourier_basis, ipr, n_frequencies, neuron_ipr, spectrum
+from .spectrum import (
+    CONVENTIONS,
+    Convention,
+    fourier_basis,
+    ipr,
+    n_frequencies,
+    neuron_ipr,
+    spectrum,
+)
 
 _N_RANDOM = 512  # random vectors averaged for the random-level reference
 
@@ -75,7 +83,7 @@ def reference_levels(
 
 
 def ipr_scores(
-    model: nn.Module, op: str, *, r: float = 2.0, convention: Convention = "rfft"
+    model: nn.Module, op: str, *, r: float = 2.0, convention: str = "rfft"
 ) -> IPRResult:
     """IPR of every hidden neuron of `model` in the Fourier basis of the task `op`.
 
@@ -94,6 +102,8 @@ def ipr_scores(
         >>> round(res.mean, 6), res.dead
         (1.0, 0)
     """
+    if convention not in CONVENTIONS:
+        raise ValueError(f"`convention` must be 'rfft' or 'dft', got {convention!r}.")
     u, v, w = neuron_ipr(model, op, r=r, convention=convention)
     u, v, w = u.cpu(), v.cpu(), w.cpu()
     combined = (u + v + w) / 3
