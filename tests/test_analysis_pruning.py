@@ -4,7 +4,7 @@ import copy
 
 import pytest
 import torch
-from _analysis_train import train_full_batch
+from _analysis_train import one_thread, train_full_batch  # noqa: F401
 
 from mechmem import HookedMLP, MLPConfig, make_dataset
 from mechmem.analysis import (
@@ -15,16 +15,6 @@ from mechmem.analysis import (
     pruning_curves,
 )
 from mechmem.analysis.accuracy import METRICS
-
-
-@pytest.fixture(autouse=True, scope="module")
-def _one_thread():
-    """These tensors are tiny: one thread is faster, and far faster on a busy machine."""
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
-
 
 
 @pytest.fixture(scope="module")

@@ -5,7 +5,7 @@ import math
 import numpy as np
 import pytest
 import torch
-from _analysis_train import train_full_batch
+from _analysis_train import one_thread, train_full_batch  # noqa: F401
 
 from mechmem import HookedMLP, MLPConfig, analytic_solution
 from mechmem.analysis import classify_neurons, fourier, ipr_scores
@@ -13,15 +13,6 @@ from mechmem.analysis.neurons import otsu_threshold
 from mechmem.data import OPERATIONS, primitive_root
 
 OPS = tuple(OPERATIONS)
-
-
-@pytest.fixture(autouse=True, scope="module")
-def _one_thread():
-    """These tensors are tiny: one thread is faster, and far faster on a busy machine."""
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
 
 
 
