@@ -39,7 +39,7 @@ class AccuracyResult:
 def _mean(correct: Bool[Tensor, "points examples"]) -> Float[Tensor, " points"]:
     if correct.shape[1] == 0:
         return torch.full((correct.shape[0],), torch.nan, dtype=torch.float64)
-    return correct.to(torch.float64).mean(1)
+    return correct.sum(1).to(torch.float64) / correct.shape[1]
 
 
 def metrics_from_predictions(
@@ -58,14 +58,14 @@ def metrics_from_predictions(
         raise ValueError(
             f"Expected predictions for all {dataset.pairs.shape[0]} pairs, got {preds.shape[1]}."
         )
-    preds = preds.long()
+    # Compare in the predictions' own (possibly int16) dtype: no int64 copy of a big table.
     train_pred = preds[:, dataset.train_idx]  # (points, train)
-    hit_label = train_pred == dataset.train_labels
-    hit_true = train_pred == dataset.train_true_labels
+    hit_label = train_pred == dataset.train_labels.to(preds.dtype)
+    hit_true = train_pred == dataset.train_true_labels.to(preds.dtype)
     corrupted = dataset.corrupted
     return {
         "train": _mean(hit_label),
-        "test": _mean(preds[:, dataset.test_idx] == dataset.test_labels),
+        "test": _mean(preds[:, dataset.test_idx] == dataset.test_labels.to(preds.dtype)),
         "clean_train": _mean(hit_label[:, ~corrupted]),
         "corrupted_memorized": _mean(hit_label[:, corrupted]),
         "corrupted_true": _mean(hit_true[:, corrupted]),
