@@ -23,6 +23,22 @@ def evaluating(model: nn.Module) -> Iterator[nn.Module]:
             m.train(mode)
 
 
+@contextlib.contextmanager
+def single_thread() -> Iterator[None]:
+    """Run the block on one intra-op thread, then restore the thread count.
+
+    For loops of many small tensor ops (about a million elements each) thread start-up and
+    barriers cost more than a second core gives, and on a machine shared with other processes
+    they can make each op ten times slower. Note: the thread count is process-wide.
+    """
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)
+    try:
+        yield
+    finally:
+        torch.set_num_threads(threads)
+
+
 def predict(logits: Float[Tensor, "batch p"]) -> Int[Tensor, " batch"]:
     """Predicted class of each row: torch.argmax's first maximum; -1 (never a label, so always
     wrong) for a row holding a non-finite logit, where argmax would pick the NaN."""

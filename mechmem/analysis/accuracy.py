@@ -59,16 +59,34 @@ def metrics_from_predictions(
             f"Expected predictions for all {dataset.pairs.shape[0]} pairs, got {preds.shape[1]}."
         )
     # Compare in the predictions' own (possibly int16) dtype: no int64 copy of a big table.
-    train_pred = preds[:, dataset.train_idx]  # (points, train)
-    hit_label = train_pred == dataset.train_labels.to(preds.dtype)
-    hit_true = train_pred == dataset.train_true_labels.to(preds.dtype)
+    hit_true = preds == dataset.labels.to(preds.dtype)
+    hit_label = preds[:, dataset.train_idx] == dataset.train_labels.to(preds.dtype)
+    return metrics_from_hits(hit_true, hit_label, dataset)
+
+
+def metrics_from_hits(
+    hit_true: Bool[Tensor, "points pairs"],
+    hit_label: Bool[Tensor, "points train"],
+    dataset: ModularDataset,
+) -> dict[str, Float[Tensor, " points"]]:
+    """The five accuracies from which predictions were right.
+
+    Args:
+        hit_true: prediction == true label, for every pair of the task.
+        hit_label: prediction == the label trained on, for every training example.
+        dataset: the dataset whose split and labels define the subsets.
+
+    Returns:
+        {metric: (points,) float64 tensor} for each name in `METRICS`.
+    """
     corrupted = dataset.corrupted
+    hit_true_train = hit_true[:, dataset.train_idx]
     return {
         "train": _mean(hit_label),
-        "test": _mean(preds[:, dataset.test_idx] == dataset.test_labels.to(preds.dtype)),
+        "test": _mean(hit_true[:, dataset.test_idx]),
         "clean_train": _mean(hit_label[:, ~corrupted]),
         "corrupted_memorized": _mean(hit_label[:, corrupted]),
-        "corrupted_true": _mean(hit_true[:, corrupted]),
+        "corrupted_true": _mean(hit_true_train[:, corrupted]),
     }
 
 

@@ -7,9 +7,9 @@ from jaxtyping import Float, Int
 from torch import Tensor, nn
 
 from ..data import ModularDataset
-from ._common import evaluating, hidden_activations, predict
+from ._common import evaluating, hidden_activations, predict, single_thread
 from .ablation import ablate
-from .accuracy import METRICS, metrics_from_predictions
+from .accuracy import METRICS, metrics_from_hits
 from .ipr import IPRResult
 
 ORDERS = ("ipr_ascending", "ipr_descending", "random")
@@ -74,14 +74,43 @@ def removal_orders(ipr: IPRResult, *, seed: int = 0) -> dict[str, Int[Tensor, " 
     }
 
 
+def _hits(logits: Tensor, labels: Tensor) -> Tensor:
+    """Whether argmax(logits) == labels along the last axis, exactly as torch.argmax decides
+    (first maximum on ties), without argmax's slow kernel.
+
+    The label's logit is compared with the largest other logit, found by masking the label with
+    -inf in place and putting it back (bit for bit) afterwards. Only exact ties need argmax.
+    `logits` is (..., p) and is restored on return; `labels` is (..., 1) int64.
+    """
+    at_label = logits.gather(-1, labels)
+    logits.scatter_(-1, labels, -torch.inf)
+    best_other = logits.amax(-1, keepdim=True)
+    logits.scatter_(-1, labels, at_label)
+    hit = (at_label > best_other)[..., 0]
+    tie = (at_label == best_other)[..., 0]
+    if bool(tie.any()):
+        where = tie.nonzero(as_tuple=True)
+        hit[where] = logits[where].argmax(-1) == labels[where][..., 0]
+    return hit
+
+
 def _fast(
-    hidden: Float[Tensor, "pairs neurons"], model: nn.Module, order: list[int], dtype: torch.dtype
-) -> Tensor:
-    """Predictions after each removal from running logits, updated by one rank-1 term a step.
+    hidden: Float[Tensor, "pairs neurons"],
+    model: nn.Module,
+    order: list[int],
+    true_labels: Int[Tensor, " pairs"],
+    rows: Int[Tensor, " corrupted"],
+    row_labels: Int[Tensor, " corrupted"],
+) -> tuple[Tensor, Tensor]:
+    """Hits after each removal from running logits, updated by one rank-1 term a step.
 
     logits(x) = b_out + sum_k W[:, k] hidden_k(x): removing neuron j subtracts
     hidden_j(x) W[:, j]. The sum is recomputed exactly every `resync` steps (and is exactly
     b_out at the end) so that float rounding cannot drift over thousands of updates.
+
+    Returns:
+        (hits vs the true label for every pair, (N+1, pairs); hits vs the trained label for the
+        pairs `rows` (corrupted examples whose label differs), (N+1, corrupted)).
     """
     n, pairs = len(order), hidden.shape[0]
     hT = hidden.T.contiguous()  # (neurons, pairs): one contiguous row per neuron
@@ -91,45 +120,59 @@ def _fast(
     bias = model.b_out.detach() if model.b_out is not None else no_bias
     kept = torch.ones(n, dtype=torch.bool, device=dev)
     resync = max(64, n // 16)
+    lab = true_labels.to(dev)[:, None]  # (pairs, 1)
+    rows, row_lab = rows.to(dev), row_labels.to(dev)[:, None]
 
     def exact() -> Tensor:
         return torch.addmm(bias, hT[kept].T, WT[kept])  # (pairs, p)
 
+    hit_true = torch.empty(n + 1, pairs, dtype=torch.bool, device=dev)
+    hit_rows = torch.empty(n + 1, rows.numel(), dtype=torch.bool, device=dev)
+
+    def record(k: int, logits: Tensor) -> None:
+        # logits is (b, pairs, p) for the b points k .. k + b - 1.
+        b = logits.shape[0]
+        hit_true[k : k + b] = _hits(logits, lab.expand(b, -1, -1))
+        sub = logits[:, rows]  # (b, corrupted, p), a copy
+        hit_rows[k : k + b] = _hits(sub, row_lab.expand(b, -1, -1))
+
     # Small tasks take several removals per step (a cumulative sum over a block) so that each
-    # tensor op is big enough to be worth its overhead; large ones go one rank-1 update at a time,
-    # which keeps the running logits in cache.
+    # tensor op is big enough to be worth its overhead; large ones go one rank-1 update at a
+    # time, which keeps the running logits in cache.
     block = max(1, min(256, _BLOCK_ELEMENTS // (pairs * WT.shape[1])))
     logits = exact()
-    preds = torch.empty(n + 1, pairs, dtype=dtype, device=dev)
-    preds[0] = logits.argmax(-1)
+    record(0, logits[None])
     k = 0
     while k < n:
         js = torch.tensor(order[k : k + block], device=dev)
         b = js.numel()
         if b == 1:
             logits.addr_(hT[js[0]], WT[js[0]], alpha=-1)
-            preds[k + 1] = logits.argmax(-1)
+            record(k + 1, logits[None])
         else:
             steps = torch.einsum("bx,bq->bxq", hT[js], WT[js]).cumsum(0)  # (block, pairs, p)
-            preds[k + 1 : k + 1 + b] = (logits - steps).argmax(-1)
             logits -= steps[-1]
+            steps = logits - (steps - steps[-1])  # the logits after each removal of the block
+            record(k + 1, steps)
         kept[js] = False
         k += b
         if k == n:
-            preds[n] = bias.expand(pairs, -1).argmax(-1)
+            record(n, bias.expand(1, pairs, -1).clone())
         elif k // resync > (k - b) // resync:
             logits = exact()
-    return preds.cpu()
+    return hit_true.cpu(), hit_rows.cpu()
 
 
-def _forward(model: nn.Module, pairs: Tensor, order: list[int], dtype: torch.dtype) -> Tensor:
-    """Predictions after each removal, one forward pass through the ablation hooks each."""
-    preds = torch.empty(len(order) + 1, pairs.shape[0], dtype=dtype)
+def _forward(
+    model: nn.Module, pairs: Tensor, order: list[int], dataset: ModularDataset
+) -> tuple[Tensor, Tensor]:
+    """Hits after each removal, one forward pass through the ablation hooks per point."""
+    preds = torch.empty(len(order) + 1, pairs.shape[0], dtype=torch.int64)
     with evaluating(model):
         for k in range(len(order) + 1):
             with ablate(model, torch.tensor(order[:k], dtype=torch.long)):
                 preds[k] = predict(model(pairs)).cpu()
-    return preds
+    return preds == dataset.labels, preds[:, dataset.train_idx] == dataset.train_labels
 
 
 def pruning_curves(
@@ -170,7 +213,6 @@ def pruning_curves(
             f"IPR result has {ipr.combined.shape[0]} neurons but the model has {width}."
         )
     pairs = dataset.pairs.to(model.device)
-    dtype = torch.int16 if dataset.p < 2**15 else torch.int32
     hidden = None
     if method != "forward":
         hidden, _ = hidden_activations(model, pairs)
@@ -185,13 +227,20 @@ def pruning_curves(
                 "NaN or inf: use method='forward' (or 'auto')."
             )
     fraction = torch.arange(width + 1, dtype=torch.float64) / width
+    # Corrupted examples whose label differs from the true one: the only training examples
+    # where "right vs the trained label" is not "right vs the true label".
+    differs = dataset.train_labels != dataset.train_true_labels
+    rows = dataset.train_idx[differs]
     curves = {}
     for name, order in removal_orders(ipr, seed=seed).items():
         if method == "fast":
-            with torch.no_grad():
-                preds = _fast(hidden, model, order.tolist(), dtype)
+            with torch.no_grad(), single_thread():
+                hit_true, hit_rows = _fast(hidden, model, order.tolist(), dataset.labels, rows,
+                                           dataset.train_labels[differs])
+            hit_label = hit_true[:, dataset.train_idx]
+            hit_label[:, differs] = hit_rows
         else:
-            preds = _forward(model, pairs, order.tolist(), dtype)
-        metrics = metrics_from_predictions(preds, dataset)
+            hit_true, hit_label = _forward(model, pairs, order.tolist(), dataset)
+        metrics = metrics_from_hits(hit_true, hit_label, dataset)
         curves[name] = PruningCurve(order=order, fraction=fraction, **metrics)
     return PruningResult(curves=curves, method=method, seed=seed)
