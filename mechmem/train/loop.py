@@ -10,7 +10,6 @@ All randomness derives from `config.seed` and the step or epoch number (dropout 
 order), so resuming needs only the weights and the optimizer state.
 """
 
-import copy
 import os
 import signal
 import threading
@@ -36,6 +35,7 @@ from .engine import (
     params_from_model,
 )
 from .metrics import HISTORY_KEYS, Evaluator
+from .optim import Optimizer
 
 _TRAIN_STATE_VERSION = 1
 
@@ -182,15 +182,6 @@ def _check_out(out: Any, overwrite: bool, every: int | None) -> Path | None:
     return out
 
 
-def _make_optimizer(config: TrainConfig, params: list[torch.Tensor]) -> torch.optim.Optimizer:
-    # fused: one kernel per step for all tensors; deterministic on CPU.
-    if config.optimizer == "sgd":
-        return torch.optim.SGD(params, lr=config.lr, weight_decay=config.weight_decay, fused=True)
-    cls = torch.optim.AdamW if config.optimizer == "adamw" else torch.optim.Adam
-    return cls(params, lr=config.lr, betas=config.betas, eps=config.eps,
-               weight_decay=config.weight_decay, fused=True)
-
-
 class _Batches:
     """Full batch, or seeded minibatches: epoch e walks randperm(seed, e) in order."""
 
@@ -227,9 +218,10 @@ def _run(config: TrainConfig, dataset: ModularDataset, model: HookedMLP,
     params = params_from_model(model, device)
     buffers = buffers_from_model(model, device)
     step = Step(cfg, config.loss, params)
-    opt = _make_optimizer(config, list(params.values()))
-    for p, g in zip(params.values(), step.grads.values(), strict=True):
-        p.grad = g  # the step writes gradients in place; the optimizer reads them there
+    # The step writes gradients in place; the optimizer reads them there.
+    opt = Optimizer(config.optimizer, list(params.values()), list(step.grads.values()),
+                    lr=config.lr, betas=config.betas, eps=config.eps,
+                    weight_decay=config.weight_decay)
     if opt_state is not None:
         opt.load_state_dict(opt_state)
     batches = _Batches(config, dataset, device)
@@ -289,7 +281,7 @@ def _run(config: TrainConfig, dataset: ModularDataset, model: HookedMLP,
                     ckpt = checkpoint(s)
                     if out is not None:
                         save_checkpoint(ckpt, out, overwrite=True)
-                    raise TrainingInterrupted(_detach(ckpt))
+                    raise TrainingInterrupted(ckpt)
                 if every is not None and out is not None and fresh and s > 0 and s % every == 0:
                     save_checkpoint(checkpoint(s), out, overwrite=True)
                 if logits is None:
@@ -304,11 +296,6 @@ def _run(config: TrainConfig, dataset: ModularDataset, model: HookedMLP,
     ckpt = checkpoint(config.steps)
     if out is not None:
         save_checkpoint(ckpt, out, overwrite=True)
-    return _detach(ckpt)
+    return ckpt
 
 
-def _detach(ckpt: Checkpoint) -> Checkpoint:
-    """A checkpoint that shares no tensors with the (discarded) optimizer."""
-    from ..checkpoint import replace
-
-    return replace(ckpt, train_state=copy.deepcopy(ckpt.train_state))
