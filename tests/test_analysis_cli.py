@@ -118,3 +118,19 @@ def test_cli_console_script_and_no_plotly(ckpt_path):
                           timeout=120)
     assert proc.returncode == 2, proc.stderr
     assert proc.stderr.count("\n") == 1 and "no such checkpoint" in proc.stderr
+
+
+def test_analyze_a_checkpoint_written_by_the_trainer(tmp_path, capsys):
+    from mechmem.train import TrainConfig
+    from mechmem.train import train as train_run
+
+    cfg = TrainConfig(p=23, width=32, corrupt_frac=0.2, weight_decay=1.0, steps=60,
+                      eval_every=20, snapshot_every=30)
+    ckpt = train_run(cfg, out=tmp_path / "run.pt")
+    a = analyze(tmp_path / "run.pt")
+    assert a.config == ckpt.train_config and a.config["weight_decay"] == 1.0
+    assert a.history["test_acc"] == ckpt.history["test_acc"]
+    assert a.snapshots["U"].shape[1:] == (32, 23)
+    assert main(["analyze", str(tmp_path / "run.pt"), "--json"]) == 0
+    d = json.loads(capsys.readouterr().out)
+    assert d["config"]["betas"] == [0.9, 0.98] and d["config"]["steps"] == 60

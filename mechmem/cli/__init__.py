@@ -8,9 +8,9 @@ import argparse
 import sys
 from collections.abc import Sequence
 
-from . import analyze, info
+from . import analyze, info, train
 
-COMMANDS = (info, analyze)
+COMMANDS = (info, train, analyze)
 
 
 class _Parser(argparse.ArgumentParser):
