@@ -51,12 +51,11 @@ print(json.dumps({"seconds": dt, "peak_rss_gb": rss, "method": a.pruning.method,
 def width500_checkpoint(path: Path | None, tmp: Path) -> Path:
     if path is not None and path.exists():
         return path
-    sys.path.insert(0, str(Path(__file__).parent))
-    from _train import train
+    from mechmem.train import preset, train
 
-    print("  (no trained checkpoint given: training a 300-step coexistence-style run)")
-    ckpt = train(steps=300, eval_every=100, name="bench")
-    return save_checkpoint(ckpt, tmp / "w500.pt")
+    print("  (no trained checkpoint given: training the coexistence preset for 300 steps)")
+    train(preset("coexistence", steps=300, eval_every=100), out=tmp / "w500.pt")
+    return tmp / "w500.pt"
 
 
 def main() -> None:

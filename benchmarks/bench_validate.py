@@ -1,24 +1,21 @@
 """The paper's claims about its analyses beside what mechmem measures, on freshly trained runs.
 
-Runs (p = 97, width 500, the paper's defaults unless said): coexistence (alpha 0.5, xi 0.35,
-wd 0), full inversion (wd 15), the BatchNorm preset (alpha 0.65, xi 0.2, batch 64, lr 0.005,
-BatchNorm after the activation, minibatch AdamW) and the analytic solution. Checkpoints go to
-runs/ (reused when present; --retrain to train again).
+Runs, trained by `mechmem.train` from its presets (p = 97, width 500): coexistence (alpha 0.5,
+xi 0.35, wd 0), full-inversion (wd 15), batchnorm (alpha 0.65, xi 0.2, batch 64, lr 0.005,
+BatchNorm after the activation, minibatch AdamW, 8000 steps), and the analytic
+solution. Checkpoints go to runs/ (reused when present; --retrain to train again).
 
     python benchmarks/bench_validate.py [--steps 1000] [--retrain]
 """
 
 import argparse
-import sys
 import time
 from pathlib import Path
 
 import torch
 
-sys.path.insert(0, str(Path(__file__).parent))
-from _train import train  # noqa: E402
-
-from mechmem import analytic_solution, analyze, load_checkpoint, make_dataset, save_checkpoint
+from mechmem import analytic_solution, analyze, load_checkpoint, make_dataset
+from mechmem.train import preset, train
 
 RUNS = Path("runs")
 
@@ -26,7 +23,7 @@ RUNS = Path("runs")
 TRAIN_THREADS = [1]
 
 
-def get_run(name: str, retrain: bool, **kwargs):
+def get_run(name: str, retrain: bool, **overrides):
     path = RUNS / f"{name}.pt"
     if path.exists() and not retrain:
         return load_checkpoint(path)
@@ -34,11 +31,10 @@ def get_run(name: str, retrain: bool, **kwargs):
     threads = torch.get_num_threads()
     torch.set_num_threads(TRAIN_THREADS[0])
     try:
-        ckpt = train(name=name, **kwargs)
+        ckpt = train(preset(name, eval_every=50, **overrides), out=path, overwrite=True)
     finally:
         torch.set_num_threads(threads)
-    print(f"  trained {name} in {time.perf_counter() - t:.1f} s")
-    save_checkpoint(ckpt, path, overwrite=True)
+    print(f"  trained {name} ({ckpt.step} steps) in {time.perf_counter() - t:.1f} s")
     return ckpt
 
 
@@ -64,7 +60,7 @@ def main() -> None:
     print(f"torch {torch.__version__}, {torch.get_num_threads()} threads")
 
     print("\nCoexistence run (alpha 0.5, xi 0.35, wd 0)")
-    a = analyze(get_run("coexistence", args.retrain, wd=0.0, steps=args.steps))
+    a = analyze(get_run("coexistence", args.retrain, steps=args.steps))
     acc, n = a.accuracy, a.neurons
     print(f"  phase {a.phase.phase}; train {acc.train:.1%} test {acc.test:.1%} "
           f"memorized {acc.corrupted_memorized:.1%}; IPR mean {a.ipr.mean:.3f}")
@@ -100,7 +96,7 @@ def main() -> None:
         f"{f:.0%}: {s:.1%}/{r:.1%}/{d:.1%}" for f, (s, r, d) in zip(fracs, mem_cells, strict=True)))
 
     print("\nFull-inversion run (alpha 0.5, xi 0.35, wd 15)")
-    a = analyze(get_run("full_inversion", args.retrain, wd=15.0, steps=args.steps))
+    a = analyze(get_run("full-inversion", args.retrain, steps=args.steps))
     acc, n = a.accuracy, a.neurons
     print(f"  phase {a.phase.phase}; train {acc.train:.1%} test {acc.test:.1%} "
           f"(1 - xi + xi/p = {1 - 0.35 + 0.35 / 97:.1%}); IPR mean {a.ipr.mean:.3f}")
@@ -110,11 +106,9 @@ def main() -> None:
         n.generalizing >= 0.8 * (n.generalizing + n.memorizing))
 
     print("\nBatchNorm preset (alpha 0.65, xi 0.2, batch 64, lr 0.005, BN after phi)")
-    bn_steps = args.steps * 2 * 256 // 64  # the paper: 2000 steps at batch 256, scaled by 256/bs
-    a = analyze(get_run("batchnorm", args.retrain, alpha=0.65, xi=0.2, batch=64, lr=0.005,
-                        norm="batchnorm", steps=bn_steps))
+    a = analyze(get_run("batchnorm", args.retrain))  # the preset's 8000 steps of batch 64
     acc, n, b = a.accuracy, a.neurons, a.batchnorm
-    print(f"  {bn_steps} steps; phase {a.phase.phase}; train {acc.train:.1%} test {acc.test:.1%}"
+    print(f"  phase {a.phase.phase}; train {acc.train:.1%} test {acc.test:.1%}"
           f" (paper: ~80% / 100%); {n.generalizing} generalizing, {n.memorizing} memorizing")
     row("Pearson(|gamma|, IPR) >= 0.7 (~0.88 in PAPER.md)",
         f"Pearson {b.pearson:.3f}, Spearman {b.spearman:.3f}; |gain|: Pearson "
