@@ -6,8 +6,11 @@ Did this network memorize, generalize, or both? Headline names:
 - models: `MLPConfig`, `HookedMLP`, `analytic_solution`
 - hooks: `HookPoint`, `HookedRootModule`
 - checkpoints: `Checkpoint`, `load_checkpoint`, `save_checkpoint`
+- training: `TrainConfig`, `train` (more in `mechmem.train`: `resume`, `preset`, `PRESETS`)
+- analysis: `analyze` (the analyzers themselves live in `mechmem.analysis`)
 """
 
+from .analysis import analyze as analyze
 from .checkpoint import Checkpoint as Checkpoint
 from .checkpoint import load_checkpoint as load_checkpoint
 from .checkpoint import save_checkpoint as save_checkpoint
@@ -19,5 +22,10 @@ from .hooks import HookPoint as HookPoint
 from .models import HookedMLP as HookedMLP
 from .models import MLPConfig as MLPConfig
 from .models import analytic_solution as analytic_solution
+
+# The function shadows the subpackage's attribute on purpose: `mechmem.train(config)`;
+# `from mechmem.train import resume` still reaches the subpackage.
+from .train import TrainConfig as TrainConfig
+from .train import train as train
 
 __version__ = "0.1.0"

@@ -8,9 +8,9 @@ import argparse
 import sys
 from collections.abc import Sequence
 
-from . import info
+from . import analyze, info, train
 
-COMMANDS = (info,)
+COMMANDS = (info, train, analyze)
 
 
 class _Parser(argparse.ArgumentParser):

@@ -1,0 +1,246 @@
+"""Pruning curves: remove neurons one at a time in IPR or random order, without retraining."""
+
+from dataclasses import dataclass
+
+import torch
+from jaxtyping import Float, Int
+from torch import Tensor, nn
+
+from ..data import ModularDataset
+from ._common import evaluating, hidden_activations, predict, single_thread
+from .ablation import ablate
+from .accuracy import METRICS, metrics_from_hits
+from .ipr import IPRResult
+
+ORDERS = ("ipr_ascending", "ipr_descending", "random")
+_BLOCK_ELEMENTS = 2**20  # logits entries per fast-path step (see `_fast`)
+
+
+@dataclass(frozen=True)
+class PruningCurve:
+    """Accuracies after removing the first k neurons of `order`, for k = 0..N.
+
+    Attributes:
+        order: neuron indices in removal order.
+        fraction: k / N for each point.
+        corrupted_memorized, corrupted_true, clean_train, train, test: accuracy at each point
+            (see `AccuracyResult`; NaN throughout for an empty subset).
+    """
+
+    order: Int[Tensor, " neurons"]
+    fraction: Float[Tensor, " points"]
+    corrupted_memorized: Float[Tensor, " points"]
+    corrupted_true: Float[Tensor, " points"]
+    clean_train: Float[Tensor, " points"]
+    train: Float[Tensor, " points"]
+    test: Float[Tensor, " points"]
+
+    def at(self, fraction: float) -> dict[str, float]:
+        """Every metric at the first point with at least `fraction` of the neurons removed."""
+        if not 0.0 <= fraction <= 1.0:
+            raise ValueError(f"`fraction` must lie in [0, 1], got {fraction}.")
+        i = int(torch.searchsorted(self.fraction, torch.tensor([fraction - 1e-12],
+                                                               dtype=self.fraction.dtype)))
+        return {"fraction": float(self.fraction[i])} | {
+            m: float(getattr(self, m)[i]) for m in METRICS
+        }
+
+
+@dataclass(frozen=True)
+class PruningResult:
+    """The three pruning curves and how they were computed.
+
+    Attributes:
+        curves: {"ipr_ascending", "ipr_descending", "random"} -> `PruningCurve`.
+        method: "fast" (exact per-neuron logit contributions) or "forward" (one ablated
+            forward pass per point).
+        seed: seed of the random order.
+    """
+
+    curves: dict[str, PruningCurve]
+    method: str
+    seed: int
+
+
+def removal_orders(ipr: IPRResult, *, seed: int = 0) -> dict[str, Int[Tensor, " neurons"]]:
+    """The three removal orders. Dead neurons count as the lowest IPR: first when ascending,
+    last when descending. Ties keep index order; the random order is a seeded permutation."""
+    key = torch.nan_to_num(ipr.combined, nan=-torch.inf)
+    gen = torch.Generator().manual_seed(seed)
+    return {
+        "ipr_ascending": torch.argsort(key, stable=True),
+        "ipr_descending": torch.argsort(key, descending=True, stable=True),
+        "random": torch.randperm(key.numel(), generator=gen),
+    }
+
+
+def _hits(logits: Tensor, labels: Tensor) -> Tensor:
+    """Whether argmax(logits) == labels along the last axis, exactly as torch.argmax decides
+    (first maximum on ties), without argmax's slow kernel.
+
+    The label's logit is compared with the largest other logit, found by masking the label with
+    -inf in place and putting it back (bit for bit) afterwards. Only exact ties need argmax.
+    `logits` is (..., p) and is restored on return; `labels` is (..., 1) int64.
+    """
+    at_label = logits.gather(-1, labels)
+    logits.scatter_(-1, labels, -torch.inf)
+    best_other = logits.amax(-1, keepdim=True)
+    logits.scatter_(-1, labels, at_label)
+    hit = (at_label > best_other)[..., 0]
+    tie = (at_label == best_other)[..., 0]
+    if bool(tie.any()):
+        where = tie.nonzero(as_tuple=True)
+        hit[where] = logits[where].argmax(-1) == labels[where][..., 0]
+    return hit
+
+
+def _fast(
+    hidden: Float[Tensor, "pairs neurons"],
+    model: nn.Module,
+    order: list[int],
+    true_labels: Int[Tensor, " pairs"],
+    rows: Int[Tensor, " corrupted"],
+    row_labels: Int[Tensor, " corrupted"],
+) -> tuple[Tensor, Tensor]:
+    """Hits after each removal from running logits, updated by one rank-1 term a step.
+
+    logits(x) = b_out + sum_k W[:, k] hidden_k(x): removing neuron j subtracts
+    hidden_j(x) W[:, j]. The sum is recomputed exactly every `resync` steps (and is exactly
+    b_out at the end) so that float rounding cannot drift over thousands of updates.
+
+    Returns:
+        (hits vs the true label for every pair, (N+1, pairs); hits vs the trained label for the
+        pairs `rows` (corrupted examples whose label differs), (N+1, corrupted)).
+    """
+    n, pairs = len(order), hidden.shape[0]
+    hT = hidden.T.contiguous()  # (neurons, pairs): one contiguous row per neuron
+    WT = model.W.detach().T.contiguous()  # (neurons, p)
+    dev = hT.device
+    no_bias = torch.zeros(WT.shape[1], device=dev)
+    bias = model.b_out.detach() if model.b_out is not None else no_bias
+    kept = torch.ones(n, dtype=torch.bool, device=dev)
+    resync = max(64, n // 16)
+    lab = true_labels.to(dev)[:, None]  # (pairs, 1)
+    rows, row_lab = rows.to(dev), row_labels.to(dev)[:, None]
+
+    def exact() -> Tensor:
+        return torch.addmm(bias, hT[kept].T, WT[kept])  # (pairs, p)
+
+    hit_true = torch.empty(n + 1, pairs, dtype=torch.bool, device=dev)
+    hit_rows = torch.empty(n + 1, rows.numel(), dtype=torch.bool, device=dev)
+
+    def record(k: int, logits: Tensor) -> None:
+        # logits is (b, pairs, p) for the b points k .. k + b - 1.
+        b = logits.shape[0]
+        hit_true[k : k + b] = _hits(logits, lab.expand(b, -1, -1))
+        sub = logits[:, rows]  # (b, corrupted, p), a copy
+        hit_rows[k : k + b] = _hits(sub, row_lab.expand(b, -1, -1))
+
+    # Small tasks take several removals per step (a cumulative sum over a block) so that each
+    # tensor op is big enough to be worth its overhead; large ones go one rank-1 update at a
+    # time, which keeps the running logits in cache.
+    block = max(1, min(256, _BLOCK_ELEMENTS // (pairs * WT.shape[1])))
+    logits = exact()
+    record(0, logits[None])
+    k = 0
+    while k < n:
+        js = torch.tensor(order[k : k + block], device=dev)
+        b = js.numel()
+        if b == 1:
+            logits.addr_(hT[js[0]], WT[js[0]], alpha=-1)
+            record(k + 1, logits[None])
+        else:
+            steps = torch.einsum("bx,bq->bxq", hT[js], WT[js]).cumsum(0)  # (block, pairs, p)
+            logits -= steps[-1]
+            steps = logits - (steps - steps[-1])  # the logits after each removal of the block
+            record(k + 1, steps)
+        kept[js] = False
+        k += b
+        if k == n:
+            record(n, bias.expand(1, pairs, -1).clone())
+        elif k // resync > (k - b) // resync:
+            logits = exact()
+    return hit_true.cpu(), hit_rows.cpu()
+
+
+def _forward(
+    model: nn.Module, pairs: Tensor, order: list[int], dataset: ModularDataset
+) -> tuple[Tensor, Tensor]:
+    """Hits after each removal, one forward pass through the ablation hooks per point."""
+    preds = torch.empty(len(order) + 1, pairs.shape[0], dtype=torch.int64)
+    with evaluating(model):
+        for k in range(len(order) + 1):
+            with ablate(model, torch.tensor(order[:k], dtype=torch.long)):
+                preds[k] = predict(model(pairs)).cpu()
+    return preds == dataset.labels, preds[:, dataset.train_idx] == dataset.train_labels
+
+
+def pruning_curves(
+    model: nn.Module,
+    dataset: ModularDataset,
+    ipr: IPRResult,
+    *,
+    seed: int = 0,
+    method: str = "auto",
+) -> PruningResult:
+    """Accuracies as neurons are zeroed one at a time, lowest IPR first, highest first, random.
+
+    A neuron is removed by zeroing its activation at `hook_normed` (what W reads), which for a
+    model without normalization or with BatchNorm is exactly zeroing its row of U, row of V and
+    column of W. Every count k = 0..N is evaluated on all pairs of the task.
+
+    Args:
+        model: a `HookedMLP` (evaluated in eval mode; its mode is restored afterwards).
+        dataset: its dataset (split, labels, corruption).
+        ipr: the per-neuron IPR that orders the removals.
+        seed: seed of the random order.
+        method: "fast" sums per-neuron logit contributions (exact, as W reads hook_normed
+            linearly); "forward" runs one ablated forward pass per point; "auto" takes "fast"
+            unless the weights hold non-finite values or the model carries hooks of its own.
+
+    Returns:
+        A `PruningResult` with one `PruningCurve` per order.
+
+    Example:
+        >>> res = pruning_curves(model, dataset, ipr_scores(model, "add"))
+        >>> res.curves["ipr_ascending"].at(0.6)["corrupted_memorized"]
+    """
+    if method not in ("auto", "fast", "forward"):
+        raise ValueError(f"`method` must be 'auto', 'fast' or 'forward', got {method!r}.")
+    width = model.cfg.width
+    if ipr.combined.shape != (width,):
+        raise ValueError(
+            f"IPR result has {ipr.combined.shape[0]} neurons but the model has {width}."
+        )
+    pairs = dataset.pairs.to(model.device)
+    hidden = None
+    if method != "forward":
+        hidden, _ = hidden_activations(model, pairs)
+        finite = bool(torch.isfinite(hidden).all()) and bool(torch.isfinite(model.W).all())
+        if model.b_out is not None:
+            finite = finite and bool(torch.isfinite(model.b_out).all())
+        if method == "auto":
+            method = "fast" if finite and not model.list_hooks() else "forward"
+        elif not finite:
+            raise ValueError(
+                "The fast pruning path needs finite activations and weights; this model has "
+                "NaN or inf: use method='forward' (or 'auto')."
+            )
+    fraction = torch.arange(width + 1, dtype=torch.float64) / width
+    # Corrupted examples whose label differs from the true one: the only training examples
+    # where "right vs the trained label" is not "right vs the true label".
+    differs = dataset.train_labels != dataset.train_true_labels
+    rows = dataset.train_idx[differs]
+    curves = {}
+    for name, order in removal_orders(ipr, seed=seed).items():
+        if method == "fast":
+            with torch.no_grad(), single_thread():
+                hit_true, hit_rows = _fast(hidden, model, order.tolist(), dataset.labels, rows,
+                                           dataset.train_labels[differs])
+            hit_label = hit_true[:, dataset.train_idx]
+            hit_label[:, differs] = hit_rows
+        else:
+            hit_true, hit_label = _forward(model, pairs, order.tolist(), dataset)
+        metrics = metrics_from_hits(hit_true, hit_label, dataset)
+        curves[name] = PruningCurve(order=order, fraction=fraction, **metrics)
+    return PruningResult(curves=curves, method=method, seed=seed)

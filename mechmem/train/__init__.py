@@ -1,0 +1,14 @@
+"""Training: `TrainConfig` (the paper's defaults), `train`, `resume` and the paper's presets.
+
+Files: config (the frozen settings), presets (the paper's named runs), engine (the fused
+forward/backward step), metrics (what each evaluation records), loop (history, snapshots,
+checkpoints, interruption).
+"""
+
+from .config import TrainConfig as TrainConfig
+from .loop import TrainingInterrupted as TrainingInterrupted
+from .loop import resume as resume
+from .loop import train as train
+from .metrics import HISTORY_KEYS as HISTORY_KEYS
+from .presets import PRESETS as PRESETS
+from .presets import preset as preset

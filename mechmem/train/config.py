@@ -1,0 +1,196 @@
+"""`TrainConfig`: every setting that determines a training run, with the paper's defaults."""
+
+import dataclasses
+import math
+from dataclasses import dataclass
+from typing import Any, Literal
+
+from ..data import Corruption, DatasetSpec, Operation
+from ..models.mlp import Activation, DropoutSite, Init, MLPConfig, Norm
+
+Loss = Literal["mse", "ce"]
+Optimizer = Literal["adamw", "adam", "sgd"]
+Device = Literal["auto", "cpu", "cuda"]
+
+LOSSES = ("mse", "ce")
+OPTIMIZERS = ("adamw", "adam", "sgd")
+DEVICES = ("auto", "cpu", "cuda")
+
+# The batch size the paper's minibatch rule is anchored at (PAPER.md: "batch 256 for 2000 steps").
+PAPER_REFERENCE_BATCH = 256
+
+
+def _is_int(x: object) -> bool:
+    return isinstance(x, int) and not isinstance(x, bool)
+
+
+@dataclass(frozen=True)
+class TrainConfig:
+    """Everything that determines a run: same config, same seed, same result (on CPU).
+
+    Defaults are the paper's (Doshi et al. 2024, App. A): addition mod 97, half the pairs for
+    training, no corruption, width 500, x^2, full-batch AdamW lr 0.01, MSE, 2000 steps.
+
+    Attributes:
+        op, p, train_frac, corrupt_frac, corruption: the task (see `mechmem.DatasetSpec`).
+        width, act, bias, dropout, dropout_site, norm, init, init_scale: the model (see
+            `mechmem.MLPConfig`).
+        loss: "mse" against one-hot targets (mean over examples and classes) or "ce".
+        optimizer: "adamw" (decoupled weight decay), "adam" (L2 added to the gradient) or
+            "sgd" (plain, no momentum).
+        lr, betas, eps: optimizer settings (betas and eps are unused by sgd).
+        weight_decay: the regularization strength; the paper's panels use 0, 5, 15, 20.
+        batch_size: "full" (the whole training set every step) or an example count; minibatches
+            walk a fresh seeded permutation each epoch. See `with_paper_minibatch_rule`.
+        steps: optimizer steps.
+        seed: seeds the split, the corruption, the init, the minibatch order and dropout.
+        eval_every: record `history` every this many steps (and at step 0 and the end).
+        snapshot_every: store U, V, W every this many steps (and at step 0 and the end), or None
+            for no snapshots.
+        name: free text stored with the checkpoint.
+        device: "auto" picks CUDA when available, else the CPU.
+    """
+
+    op: Operation = "add"
+    p: int = 97
+    train_frac: float = 0.5
+    corrupt_frac: float = 0.0
+    corruption: Corruption = "uniform"
+    width: int = 500
+    act: Activation = "quad"
+    bias: bool = False
+    dropout: float = 0.0
+    dropout_site: DropoutSite = "pre"  # the paper's code drops pre-activations
+    norm: Norm = "none"
+    init: Init = "paper"
+    init_scale: float = 1.0
+    loss: Loss = "mse"
+    optimizer: Optimizer = "adamw"
+    lr: float = 0.01
+    betas: tuple[float, float] = (0.9, 0.98)
+    eps: float = 1e-8
+    weight_decay: float = 0.0
+    batch_size: int | Literal["full"] = "full"
+    steps: int = 2000
+    seed: int = 0
+    eval_every: int = 10  # ~6% of the step time at the defaults (benchmarks/bench_train_speed.py)
+    snapshot_every: int | None = 200  # 11 snapshots, ~6 MB at width 500
+    name: str = ""
+    device: Device = "auto"
+
+    def __post_init__(self) -> None:
+        # Building the parts validates their fields with their own messages.
+        self.dataset_spec()
+        self.model_config()
+        if self.loss not in LOSSES:
+            raise ValueError(f"`loss` must be one of {', '.join(LOSSES)}, got {self.loss!r}.")
+        if self.optimizer not in OPTIMIZERS:
+            raise ValueError(
+                f"`optimizer` must be one of {', '.join(OPTIMIZERS)}, got {self.optimizer!r}."
+            )
+        if self.device not in DEVICES:
+            raise ValueError(f"`device` must be one of {', '.join(DEVICES)}, got {self.device!r}.")
+        for field in ("lr", "eps", "weight_decay"):
+            value = getattr(self, field)
+            if isinstance(value, bool) or not isinstance(value, int | float):
+                raise ValueError(f"`{field}` must be a number, got {value!r}.")
+            if not math.isfinite(value) or value < 0 or (field != "weight_decay" and value == 0):
+                bound = ">= 0" if field == "weight_decay" else "> 0"
+                raise ValueError(f"`{field}` must be finite and {bound}, got {value!r}.")
+        betas = self.betas
+        if (
+            not isinstance(betas, tuple | list)
+            or len(betas) != 2
+            or not all(isinstance(b, int | float) and 0.0 <= b < 1.0 for b in betas)
+        ):
+            raise ValueError(f"`betas` must be two numbers in [0, 1), got {betas!r}.")
+        object.__setattr__(self, "betas", (float(betas[0]), float(betas[1])))
+        if self.batch_size != "full" and not (_is_int(self.batch_size) and self.batch_size >= 1):
+            raise ValueError(
+                f"`batch_size` must be 'full' or a positive integer, got {self.batch_size!r}."
+            )
+        if not _is_int(self.steps) or self.steps < 0:
+            raise ValueError(f"`steps` must be a non-negative integer, got {self.steps!r}.")
+        if not _is_int(self.seed) or self.seed < 0:
+            raise ValueError(f"`seed` must be a non-negative integer, got {self.seed!r}.")
+        if not _is_int(self.eval_every) or self.eval_every < 1:
+            raise ValueError(f"`eval_every` must be a positive integer, got {self.eval_every!r}.")
+        if self.snapshot_every is not None and (
+            not _is_int(self.snapshot_every) or self.snapshot_every < 1
+        ):
+            raise ValueError(
+                f"`snapshot_every` must be a positive integer or None (no snapshots), "
+                f"got {self.snapshot_every!r}."
+            )
+        if not isinstance(self.name, str):
+            raise ValueError(f"`name` must be a string, got {self.name!r}.")
+
+    def dataset_spec(self) -> DatasetSpec:
+        """The `DatasetSpec` of the run (seeded by `seed`)."""
+        return DatasetSpec(
+            op=self.op,
+            p=self.p,
+            train_frac=self.train_frac,
+            corrupt_frac=self.corrupt_frac,
+            seed=self.seed,
+            corruption=self.corruption,
+        )
+
+    def model_config(self) -> MLPConfig:
+        """The `MLPConfig` of the run."""
+        return MLPConfig(
+            p=self.p,
+            width=self.width,
+            act=self.act,
+            bias=self.bias,
+            dropout=self.dropout,
+            dropout_site=self.dropout_site,
+            norm=self.norm,
+            init=self.init,
+            init_scale=self.init_scale,
+        )
+
+    def replace(self, **changes: Any) -> "TrainConfig":
+        """A copy with some fields changed (validated again)."""
+        return dataclasses.replace(self, **changes)
+
+    def with_paper_minibatch_rule(self, batch_size: int) -> "TrainConfig":
+        """The paper's minibatch scaling: steps x 256/bs and lr x sqrt(bs/256), from this config.
+
+        Args:
+            batch_size: the new batch size.
+
+        Returns:
+            A copy with `batch_size`, `steps` and `lr` scaled (steps rounded to an integer).
+
+        Example:
+            >>> TrainConfig().with_paper_minibatch_rule(64).steps, TrainConfig(
+            ...     ).with_paper_minibatch_rule(64).lr
+            (8000, 0.005)
+        """
+        if not _is_int(batch_size) or batch_size < 1:
+            raise ValueError(f"`batch_size` must be a positive integer, got {batch_size!r}.")
+        ratio = PAPER_REFERENCE_BATCH / batch_size
+        return self.replace(
+            batch_size=batch_size,
+            steps=max(1, round(self.steps * ratio)),
+            lr=self.lr / math.sqrt(ratio),
+        )
+
+    def to_dict(self) -> dict[str, Any]:
+        """Plain containers only, as stored in checkpoints."""
+        d = dataclasses.asdict(self)
+        d["betas"] = list(self.betas)
+        return d
+
+    @classmethod
+    def from_dict(cls, d: dict[str, Any]) -> "TrainConfig":
+        """Rebuild a config stored by `to_dict`; unknown fields are an error."""
+        known = {f.name for f in dataclasses.fields(cls)}
+        unknown = sorted(set(d) - known)
+        if unknown:
+            raise ValueError(f"Unknown TrainConfig fields {unknown}; written by a newer mechmem?")
+        d = dict(d)
+        if "betas" in d and isinstance(d["betas"], list):
+            d["betas"] = tuple(d["betas"])
+        return cls(**d)

@@ -1,0 +1,88 @@
+"""AdamW, Adam and SGD over plain tensors, with PyTorch's update rules and no per-step sync.
+
+Why not `torch.optim`: its first use imports torch._dynamo (seconds of start-up for every
+`mechmem train`), and its step counter lives in tensors. Here the step count is a Python int,
+the bias corrections are Python floats, and every update is a few in-place ops per tensor that
+broadcast over any leading axes. The formulas are `torch.optim`'s single-tensor ones, in the
+same order (tests/test_train_optim.py compares against torch.optim as an oracle).
+"""
+
+from collections.abc import Sequence
+from typing import Any
+
+import torch
+from torch import Tensor
+
+
+class Optimizer:
+    """One of "adamw" (decoupled weight decay), "adam" (L2 added to the gradient) or "sgd".
+
+    Args:
+        kind: the update rule.
+        params: tensors updated in place.
+        grads: their gradients, read at every `step` (written in place by the training step).
+        lr, betas, eps, weight_decay: as in `torch.optim` (betas and eps unused by sgd).
+    """
+
+    def __init__(self, kind: str, params: Sequence[Tensor], grads: Sequence[Tensor], *,
+                 lr: float, betas: tuple[float, float], eps: float,
+                 weight_decay: float) -> None:
+        if kind not in ("adamw", "adam", "sgd"):
+            raise ValueError(f"`kind` must be 'adamw', 'adam' or 'sgd', got {kind!r}.")
+        if len(params) != len(grads):
+            raise ValueError(f"{len(params)} parameters but {len(grads)} gradients.")
+        self.kind, self.params, self.grads = kind, list(params), list(grads)
+        self.lr, self.betas, self.eps, self.weight_decay = lr, betas, eps, weight_decay
+        self.steps = 0
+        adaptive = kind != "sgd"
+        self.exp_avg = [torch.zeros_like(p) for p in self.params] if adaptive else []
+        self.exp_avg_sq = [torch.zeros_like(p) for p in self.params] if adaptive else []
+        self._tmp = [torch.empty_like(p) for p in self.params]
+
+    @torch.no_grad()
+    def step(self) -> None:
+        """One update of every parameter from its current gradient."""
+        lr, wd = self.lr, self.weight_decay
+        self.steps += 1
+        if self.kind == "sgd":
+            for p, g in zip(self.params, self.grads, strict=True):
+                if wd:
+                    g = g.add(p, alpha=wd)
+                p.add_(g, alpha=-lr)
+            return
+        b1, b2 = self.betas
+        step_size = lr / (1 - b1**self.steps)
+        bc2_sqrt = (1 - b2**self.steps) ** 0.5
+        for p, g, m, v, tmp in zip(self.params, self.grads, self.exp_avg, self.exp_avg_sq,
+                                   self._tmp, strict=True):
+            if self.kind == "adamw":
+                p.mul_(1 - lr * wd)
+            elif wd:
+                g = g.add(p, alpha=wd)
+            m.lerp_(g, 1 - b1)
+            v.mul_(b2).addcmul_(g, g, value=1 - b2)
+            denom = torch.sqrt(v, out=tmp).div_(bc2_sqrt).add_(self.eps)
+            p.addcdiv_(m, denom, value=-step_size)
+
+    def state_dict(self) -> dict[str, Any]:
+        """Plain containers and tensors: the step count and the moment estimates (copies)."""
+        return {
+            "kind": self.kind,
+            "steps": self.steps,
+            "exp_avg": [t.detach().cpu().clone() for t in self.exp_avg],
+            "exp_avg_sq": [t.detach().cpu().clone() for t in self.exp_avg_sq],
+        }
+
+    @torch.no_grad()
+    def load_state_dict(self, state: dict[str, Any]) -> None:
+        """Restore what `state_dict` returned (onto this optimizer's devices)."""
+        if state.get("kind") != self.kind:
+            raise ValueError(
+                f"optimizer state is for {state.get('kind')!r}, not {self.kind!r}.")
+        for name in ("exp_avg", "exp_avg_sq"):
+            mine, theirs = getattr(self, name), state[name]
+            if [a.shape for a in mine] != [b.shape for b in theirs]:
+                raise ValueError(f"optimizer state {name!r} does not match the parameters.")
+            for a, b in zip(mine, theirs, strict=True):
+                a.copy_(b)
+        self.steps = int(state["steps"])
