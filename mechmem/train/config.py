@@ -5,8 +5,8 @@ import math
 from dataclasses import dataclass
 from typing import Any, Literal
 
-from ..data import Corruption, DatasetSpec, Operation
-from ..models.mlp import Activation, DropoutSite, Init, MLPConfig, Norm
+from ..data import DatasetSpec
+from ..models.mlp import MLPConfig
 
 Loss = Literal["mse", "ce"]
 Optimizer = Literal["adamw", "adam", "sgd"]
@@ -51,18 +51,18 @@ class TrainConfig:
         device: "auto" picks CUDA when available, else the CPU.
     """
 
-    op: Operation = "add"
+    op: str = "add"
     p: int = 97
     train_frac: float = 0.5
     corrupt_frac: float = 0.0
-    corruption: Corruption = "uniform"
+    corruption: str = "uniform"
     width: int = 500
-    act: Activation = "quad"
+    act: str = "quad"
     bias: bool = False
     dropout: float = 0.0
-    dropout_site: DropoutSite = "pre"  # the paper's code drops pre-activations
-    norm: Norm = "none"
-    init: Init = "paper"
+    dropout_site: str = "pre"  # the paper's code drops pre-activations
+    norm: str = "none"
+    init: str = "paper"
     init_scale: float = 1.0
     loss: Loss = "mse"
     optimizer: Optimizer = "adamw"
