@@ -8,9 +8,9 @@ import argparse
 import sys
 from collections.abc import Sequence
 
-from . import info
+from . import info, report
 
-COMMANDS = (info,)
+COMMANDS = (info, report)
 
 
 class _Parser(argparse.ArgumentParser):
