@@ -1,7 +1,6 @@
 """`mechmem report CKPT`: default output path, --force, and refusals of bad checkpoints."""
 
 import os
-import pickle
 import shutil
 
 import pytest
@@ -61,7 +60,7 @@ class _Boom:
 def _hostile(folder):
     path = folder / "hostile.pt"
     torch.save({"format": "mechmem.checkpoint", "version": 1, "x": _Boom(folder / "pwned")},
-               path, pickle_protocol=pickle.HIGHEST_PROTOCOL)
+               path)
     return path
 
 
