@@ -6,8 +6,10 @@ Did this network memorize, generalize, or both? Headline names:
 - models: `MLPConfig`, `HookedMLP`, `analytic_solution`
 - hooks: `HookPoint`, `HookedRootModule`
 - checkpoints: `Checkpoint`, `load_checkpoint`, `save_checkpoint`
+- analysis: `analyze` (the analyzers themselves live in `mechmem.analysis`)
 """
 
+from .analysis import analyze as analyze
 from .checkpoint import Checkpoint as Checkpoint
 from .checkpoint import load_checkpoint as load_checkpoint
 from .checkpoint import save_checkpoint as save_checkpoint

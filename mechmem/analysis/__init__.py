@@ -1,5 +1,29 @@
-"""Analyzers: pure functions from a model (and its dataset) to frozen, typed results."""
+"""Analyzers: pure functions from a model (and its dataset) to frozen, typed results.
 
+Each analyzer lives in its own file; `analyze` runs them all. The Fourier maths they share is in
+`spectrum`. Nothing here imports plotly.
+"""
+
+from .ablation import ablate as ablate
+from .accuracy import AccuracyResult as AccuracyResult
+from .accuracy import accuracies as accuracies
+from .analyze import Analysis as Analysis
+from .analyze import analyze as analyze
+from .batchnorm import BatchNormResult as BatchNormResult
+from .batchnorm import batchnorm_factors as batchnorm_factors
+from .fourier import FourierResult as FourierResult
+from .fourier import fourier as fourier
+from .ipr import IPRResult as IPRResult
+from .ipr import ipr_scores as ipr_scores
+from .logits import CorruptedLogitsResult as CorruptedLogitsResult
+from .logits import corrupted_logits as corrupted_logits
+from .neurons import NeuronClasses as NeuronClasses
+from .neurons import classify_neurons as classify_neurons
+from .phase import PhaseResult as PhaseResult
+from .phase import classify_phase as classify_phase
+from .pruning import PruningCurve as PruningCurve
+from .pruning import PruningResult as PruningResult
+from .pruning import pruning_curves as pruning_curves
 from .spectrum import fourier_basis as fourier_basis
 from .spectrum import ipr as ipr
 from .spectrum import mean_ipr as mean_ipr

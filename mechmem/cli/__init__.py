@@ -8,9 +8,9 @@ import argparse
 import sys
 from collections.abc import Sequence
 
-from . import info, report
+from . import analyze, info, report
 
-COMMANDS = (info, report)
+COMMANDS = (info, analyze, report)
 
 
 class _Parser(argparse.ArgumentParser):

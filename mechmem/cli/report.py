@@ -25,7 +25,7 @@ def run(args: argparse.Namespace) -> int:
     # Fail before the (slower) analysis when the answer is already known.
     if out.exists() and not args.force:
         raise FileExistsError(f"{out} exists; pass --force to replace it.")
-    from ..analysis import analyze
+    from .. import analyze
     from ..report import write_report
 
     path = write_report(analyze(checkpoint), out, overwrite=args.force)

@@ -1,0 +1,46 @@
+"""Plumbing shared by the analyzers: eval mode without side effects, predictions, activations."""
+
+import contextlib
+import math
+from collections.abc import Iterator
+
+import torch
+from jaxtyping import Float, Int
+from torch import Tensor, nn
+
+
+@contextlib.contextmanager
+def evaluating(model: nn.Module) -> Iterator[nn.Module]:
+    """Put `model` in eval mode with gradients off for the block, then restore every module's
+    train/eval flag exactly as it was (analyzers never leave a trace on the caller's model)."""
+    modes = [(m, m.training) for m in model.modules()]
+    model.eval()
+    try:
+        with torch.no_grad():
+            yield model
+    finally:
+        for m, mode in modes:
+            m.train(mode)
+
+
+def predict(logits: Float[Tensor, "batch p"]) -> Int[Tensor, " batch"]:
+    """Predicted class of each row: torch.argmax's first maximum; -1 (never a label, so always
+    wrong) for a row holding a non-finite logit, where argmax would pick the NaN."""
+    pred = logits.argmax(-1)
+    finite = torch.isfinite(logits).all(-1)
+    return torch.where(finite, pred, -1)
+
+
+def hidden_activations(
+    model: nn.Module, pairs: Int[Tensor, "pairs 2"]
+) -> tuple[Float[Tensor, "pairs neurons"], Float[Tensor, "pairs p"]]:
+    """What W reads (hook_normed) and the logits, for every pair, in eval mode."""
+    with evaluating(model):
+        logits, cache = model.run_with_cache(pairs, names_filter="hook_normed")
+    return cache["hook_normed"], logits
+
+
+def nan_to_none(x: float) -> float | None:
+    """A float for JSON: NaN and infinities become None (JSON null)."""
+    x = float(x)
+    return x if math.isfinite(x) else None
