@@ -70,8 +70,8 @@ def spectra_panel(analysis: Any) -> Panel:
 
 def _weights_panel(analysis: Any, neurons: list[int], key: str, which: str) -> Panel:
     model, ipr = analysis.model, analysis.ipr
-    op, p = analysis.dataset.spec.op, model.cfg.p
-    coords = task_coordinates(op, p)
+    coords = task_coordinates(analysis.dataset.spec.op, model.cfg.p)
+    P = coords.period
     vectors = (("U row", model.U.detach(), coords.a), ("V row", model.V.detach(), coords.b),
                ("W column", model.W.detach().T, coords.out))
     domains = side_by_side(3)
@@ -80,31 +80,36 @@ def _weights_panel(analysis: Any, neurons: list[int], key: str, which: str) -> P
     layout = base_layout(400)
     for i, ((title, weights, coord), domain) in enumerate(zip(vectors, domains, strict=True)):
         coord = coord.to(torch.int64)
-        residues = torch.argsort(coord)
-        residues = residues[coord[residues] >= 0]  # residues without a coordinate sit out
         for j, k in enumerate(neurons):
+            f = max(int(analysis.fourier.dominant_freq[k]), 1)
+            # Where each residue falls within the neuron's own period: along this axis a
+            # neuron periodic at frequency f draws one clean cosine, whatever f is.
+            position = (f * coord) % P
+            residues = torch.argsort(position)
+            residues = residues[coord[residues] >= 0]  # residues without a coordinate sit out
             traces.append({
-                "type": "scatter", "mode": "lines+markers", "name": f"neuron {k}"
-                f" (IPR {float(ipr.combined[k]):.2f})", "legendgroup": str(k), "showlegend": i == 0,
-                "x": [int(c) for c in coord[residues]], "y": numbers(weights[k, residues]),
+                "type": "scatter", "mode": "lines+markers",
+                "name": f"neuron {k} (frequency {f}, IPR {float(ipr.combined[k]):.2f})",
+                "legendgroup": str(k), "showlegend": i == 0,
+                "x": numbers(position[residues].to(torch.float64) / P),
+                "y": numbers(weights[k, residues]),
                 "customdata": [int(r) for r in residues], "marker": {"size": 3},
                 "line": {"color": palette[j % len(palette)], "width": 1.5},
                 "xaxis": axis_ref("x", i), "yaxis": axis_ref("y", i),
                 "hovertemplate": f"{title}, residue %{{customdata}}: %{{y}}<extra>neuron {k}"
                                  "</extra>",
             })
-        xtitle = "residue" if op == "add" else "task coordinate of the residue"
         layout[axis_name("x", i)] = {"domain": domain, "anchor": axis_ref("y", i),
-                                     "title": {"text": xtitle}}
+                                     "range": [0, 1], "title": {"text": "position in period"}}
         layout[axis_name("y", i)] = {"anchor": axis_ref("x", i),
                                      **({"title": {"text": "weight"}} if i == 0 else {})}
     layout["annotations"] = panel_titles([t for t, _, _ in vectors], domains)
-    along = "residue" if op == "add" else f"the task coordinate in which {op} is periodic"
-    caption = (f"The weights of the {len(neurons)} {which} neurons plotted along {along}: a "
-               "generalizing neuron draws the same clean cosine in its U row, V row and W "
-               "column, a memorizing neuron looks like noise.")
-    title = f"The {which} neurons"
-    return Panel(key, title, caption, {"data": traces, "layout": layout})
+    caption = (f"The weights of the {len(neurons)} {which} neurons, each residue r placed at "
+               "(f c(r) mod P) / P, its position within the neuron's dominant period (f the "
+               "neuron's frequency, c the task coordinate, P its period): a generalizing neuron "
+               "draws one clean cosine in its U row, V row and W column, a memorizing neuron "
+               "a cloud.")
+    return Panel(key, f"The {which} neurons", caption, {"data": traces, "layout": layout})
 
 
 def extreme_weights_panels(analysis: Any) -> list[Panel]:
@@ -128,8 +133,9 @@ def frequency_panel(analysis: Any) -> Panel:
     freqs = sorted({f for f in dominant if f >= 0})
     title = "Neurons per dominant frequency"
     caption = ("How many neurons have each frequency as their strongest (DC excluded), split "
-               "by class: a generalizing network spreads its periodic neurons over a few "
-               "frequencies, each a clean peak.")
+               "by class: the generalizing neurons show which frequencies the network's "
+               "periodic circuit uses, while a memorizing neuron's strongest frequency is "
+               "incidental.")
     if not freqs:
         return Panel("frequencies", title, caption, note="Every neuron is dead: no frequencies.")
     traces = []

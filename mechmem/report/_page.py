@@ -74,8 +74,14 @@ table { border-collapse: collapse; font-size: 0.92rem; background: #fff; }
 td, th { border: 1px solid #e2e2e2; padding: 0.25rem 0.6rem; text-align: left;
          vertical-align: top; }
 th { background: #f2f2f2; } td.num { text-align: right; font-variant-numeric: tabular-nums; }
-td.value { font-family: ui-monospace, Menlo, Consolas, monospace; word-break: break-all;
-           max-width: 26rem; }
+.settings { display: grid; grid-template-columns: repeat(auto-fill, minmax(16rem, 1fr));
+             column-gap: 1.2rem; background: #fff; border: 1px solid #e2e2e2;
+             padding: 0.3rem 0.6rem; font-size: 0.9rem; }
+.settings div { display: flex; justify-content: space-between; gap: 0.6rem;
+                border-bottom: 1px solid #f0f0f0; padding: 0.15rem 0; }
+.settings .k { font-weight: 600; }
+.settings .v { font-family: ui-monospace, Menlo, Consolas, monospace; word-break: break-all;
+               text-align: right; }
 figure { margin: 0.4rem 0 1.2rem; background: #fff; border: 1px solid #e6e6e6;
          border-radius: 6px; padding: 0.4rem; }
 figcaption { font-size: 0.9rem; color: #444; padding: 0.3rem 0.5rem; }
@@ -110,11 +116,10 @@ def _format_value(value: Any) -> str:
     return str(value)
 
 
-def _table(rows: list[tuple[str, str]], header: tuple[str, str] | None = None,
-           cls: str = "num") -> str:
+def _table(rows: list[tuple[str, str]], header: tuple[str, str] | None = None) -> str:
     head = (f"<tr><th>{escape(header[0])}</th><th>{escape(header[1])}</th></tr>"
             if header else "")
-    body = "".join(f'<tr><th>{escape(k)}</th><td class="{cls}">{escape(v)}</td></tr>'
+    body = "".join(f'<tr><th>{escape(k)}</th><td class="num">{escape(v)}</td></tr>'
                    for k, v in rows)
     return f"<table>{head}{body}</table>"
 
@@ -155,8 +160,11 @@ def summary_html(analysis: Any) -> str:
         '<div class="cards">'
         f"<div><h3>Accuracies</h3>{_table(accuracies, ('measured on', 'accuracy'))}</div>"
         f"<div><h3>Neurons</h3>{_table(neurons)}</div>"
-        f"<div><h3>Settings</h3>{_table(settings, ('setting', 'value'), cls='value')}</div>"
-        "</div>"
+        "</div><h3>Settings</h3>"
+        '<div class="settings">'
+        + "".join(f'<div><span class="k">{escape(k)}</span><span class="v">{escape(v)}</span>'
+                  "</div>" for k, v in settings)
+        + "</div>"
     )
 
 

@@ -122,12 +122,14 @@ def panel_titles(titles: Sequence[str], domains: Sequence[Sequence[float]]) -> l
     ]
 
 
-def vline(x: float, label: str, color: str = "#444") -> tuple[dict, dict]:
-    """A dashed vertical line across the plot at `x` and its label at the top."""
+def vline(x: float, label: str, color: str = "#444", row: int = 0) -> tuple[dict, dict]:
+    """A dashed vertical line across the plot at `x` and its label above the plot, on label
+    row `row` (rows stack upwards, 14 px apart, so that labels of nearby lines never overlap)."""
     shape = {"type": "line", "x0": x, "x1": x, "y0": 0, "y1": 1, "xref": "x", "yref": "paper",
              "line": {"color": color, "width": 1.5, "dash": "dash"}}
     note = {"text": label, "x": x, "y": 1.0, "xref": "x", "yref": "paper", "showarrow": False,
-            "xanchor": "left", "yanchor": "bottom", "font": {"size": 11, "color": color}}
+            "xanchor": "left", "yanchor": "bottom", "yshift": 14 * row,
+            "font": {"size": 11, "color": color}}
     return shape, note
 
 

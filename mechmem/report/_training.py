@@ -77,7 +77,7 @@ def _stage_marks(stages: Stages) -> tuple[list[dict], list[dict]]:
     shapes: list[dict] = []
     notes: list[dict] = []
     if stages.grokking is not None:
-        s, n = vline(stages.grokking, "grokking", "#d62728")
+        s, n = vline(stages.grokking, "grokking", "#d62728", row=0)
         shapes.append(s)
         notes.append(n)
     if stages.unlearning is not None:
@@ -86,10 +86,10 @@ def _stage_marks(stages: Stages) -> tuple[list[dict], list[dict]]:
                        "yref": "paper", "fillcolor": "#9467bd", "opacity": 0.12,
                        "line": {"width": 0}, "layer": "below"})
         notes.append({"text": "unlearning", "x": (a + b) / 2, "y": 1.0, "xref": "x",
-                      "yref": "paper", "showarrow": False, "yanchor": "bottom",
+                      "yref": "paper", "showarrow": False, "yanchor": "bottom", "yshift": 14,
                       "font": {"size": 11, "color": "#9467bd"}})
     if stages.forgetting is not None:
-        s, n = vline(stages.forgetting, "forgetting", "#7f7f7f")
+        s, n = vline(stages.forgetting, "forgetting", "#7f7f7f", row=2)
         shapes.append(s)
         notes.append(n)
     return shapes, notes
@@ -139,6 +139,7 @@ def training_panels(history: Mapping[str, Sequence[float]]) -> list[Panel]:
         layout = base_layout(380, shapes=shapes, annotations=notes,
                              xaxis={"title": {"text": "step"}},
                              yaxis={"title": {"text": ytitle}, **yaxis})
+        layout["margin"]["t"] = 60  # room for three rows of stage labels
         return {"data": traces, "layout": layout}
 
     acc_lines = [(_HISTORY_ACC[k], label, color) for k, label, color in ACCURACIES]
@@ -149,12 +150,13 @@ def training_panels(history: Mapping[str, Sequence[float]]) -> list[Panel]:
         ("training-loss", "Losses",
          [("train_loss", "train loss", "#1f77b4"), ("test_loss", "test loss", "#d62728")],
          "loss", {"type": "log"},
-         "Train and test loss on a log scale: test loss falling while train loss rises marks "
-         "the network trading memorized labels for the rule."),
+         "Train loss (against the labels trained on, corrupted ones included) and test loss "
+         "on a log scale: test loss falls when the network generalizes, and train loss stays "
+         "up when it stops fitting the corrupted labels."),
         ("training-norms", "Weight norms",
          [(f"norm_{k}", f"||{k}||", c) for k, c in PART_COLORS.items()], "Frobenius norm", {},
-         "Norms of the three weight matrices: regularization shrinks them after grokking, and "
-         "a collapse towards zero is what forgetting looks like."),
+         "Frobenius norms of the three weight matrices over training: weight decay holds them "
+         "in check, and a collapse towards zero is what forgetting looks like."),
         ("training-ipr", "Mean IPR", [("ipr_mean", "mean IPR", "#1b9e77")], "mean IPR",
          {"rangemode": "tozero"},
          "The network's mean inverse participation ratio: it rises as neurons become periodic "
