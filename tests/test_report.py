@@ -182,6 +182,21 @@ def test_model_built_in_python_has_no_history_and_says_so():
     go.Figure(figures["fig-batchnorm"])
 
 
+def test_dead_and_non_finite_neurons_are_reported_not_drawn():
+    ds = make_dataset(DatasetSpec(p=23, train_frac=0.6, corrupt_frac=0.2, seed=1))
+    model = HookedMLP(MLPConfig(p=23, width=16), seed=1)
+    with torch.no_grad():
+        model.U.zero_()  # every neuron dead: no IPR anywhere
+        model.V[3] = math.nan
+        model.W[:, 5] = math.inf
+    page = render_report(analyze(model, ds))
+    assert re.findall(r'class="missing" id="missing-([a-z-]+)"', page) == [
+        "training", "weights-most", "frequencies", "batchnorm"]
+    assert "Every neuron is dead" in page
+    for spec in figures_of(page).values():
+        go.Figure(spec)
+
+
 def test_write_report_is_atomic_and_never_overwrites_unasked(run, tmp_path):
     _, analysis, page = run
     out = tmp_path / "r.html"

@@ -4,11 +4,13 @@ Needs Debian's chromium at /usr/bin/chromium (CI installs it); without it these 
 a message saying so, never skip. Playwright drives that binary; it never downloads a browser.
 """
 
+import math
 import os
 import time
 from pathlib import Path
 
 import pytest
+import torch
 
 from mechmem import DatasetSpec, HookedMLP, MLPConfig, TrainConfig, analyze, make_dataset, train
 
@@ -47,7 +49,12 @@ def reports(tmp_path_factory):
     ds = make_dataset(DatasetSpec(p=23, train_frac=0.6, corrupt_frac=0.2, seed=1))
     model = HookedMLP(MLPConfig(p=23, width=32, norm="batchnorm"), seed=1)
     built = analyze(model, ds).to_html(folder / "built.html")
-    return trained, built
+    dead = HookedMLP(MLPConfig(p=23, width=16), seed=1)
+    with torch.no_grad():
+        dead.U.zero_()
+        dead.W[:, 5] = math.inf
+    dead_path = analyze(dead, ds).to_html(folder / "dead.html")
+    return trained, built, dead_path
 
 
 class Visit:
@@ -135,6 +142,14 @@ def test_model_without_history_renders_and_says_so(browser, reports):
     assert page.locator("#fig-batchnorm svg.main-svg").count() > 0
     assert visit.problems() == []
     page.close()
+
+
+def test_model_with_dead_neurons_renders_without_errors(browser, reports):
+    visit = Visit(browser, reports[2])
+    assert visit.n_figures == 4  # IPR histogram, spectra, pruning, logits; the rest say why not
+    assert visit.page.locator("p.missing").count() == 4
+    assert visit.problems() == []
+    visit.page.close()
 
 
 def test_full_page_screenshot(browser, reports, tmp_path):
