@@ -8,9 +8,9 @@ import argparse
 import sys
 from collections.abc import Sequence
 
-from . import analyze, info, train
+from . import analyze, info, report, train
 
-COMMANDS = (info, train, analyze)
+COMMANDS = (info, train, analyze, report)
 
 
 class _Parser(argparse.ArgumentParser):

@@ -1,0 +1,50 @@
+"""Take docs/img/report.png: a full-page screenshot of a report in headless Chromium.
+
+Uses the same browser set-up as tests/test_report_browser.py (Debian's /usr/bin/chromium driven
+by Playwright, network cut off). Without --checkpoint it first trains the paper's model at weight
+decay 5 (alpha 0.5, xi 0.35, 1000 steps; about a minute on 2 CPU cores).
+
+    .venv/bin/python docs/img/screenshot.py [--checkpoint runs/x.pt] [--out docs/img/report.png]
+"""
+
+import argparse
+import tempfile
+from pathlib import Path
+
+from playwright.sync_api import sync_playwright
+
+from mechmem import TrainConfig, analyze, train
+
+LAUNCH_ARGS = ["--headless", "--no-sandbox", "--disable-gpu", "--no-first-run",
+               "--disable-background-networking"]
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--checkpoint", type=Path)
+    parser.add_argument("--out", type=Path, default=Path(__file__).with_name("report.png"))
+    parser.add_argument("--width", type=int, default=1100, help="viewport width in pixels")
+    args = parser.parse_args()
+    with tempfile.TemporaryDirectory() as tmp:
+        if args.checkpoint is None:
+            config = TrainConfig(corrupt_frac=0.35, weight_decay=5.0, steps=1000,
+                                 name="partial inversion: wd 5, alpha 0.5, xi 0.35",
+                                 device="cpu")
+            source = train(config, progress=True)
+        else:
+            source = args.checkpoint
+        page_path = analyze(source).to_html(Path(tmp) / "report.html")
+        with sync_playwright() as p:
+            browser = p.chromium.launch(executable_path="/usr/bin/chromium", args=LAUNCH_ARGS)
+            page = browser.new_page(viewport={"width": args.width, "height": 900})
+            page.route("**/*", lambda r: r.continue_() if r.request.url.startswith("file://")
+                       else r.abort())
+            page.goto(page_path.resolve().as_uri())
+            page.wait_for_timeout(3000)  # let plotly draw every figure
+            page.screenshot(path=str(args.out), full_page=True)
+            browser.close()
+    print(f"wrote {args.out}")
+
+
+if __name__ == "__main__":
+    main()

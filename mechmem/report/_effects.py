@@ -1,0 +1,118 @@
+"""Report figures about what the neurons do: the three pruning curves and the logits of the
+corrupted training examples at their corrupted and their true labels."""
+
+from typing import Any
+
+import torch
+
+from ._plot import (
+    ACCURACIES,
+    Panel,
+    axis_name,
+    axis_ref,
+    base_layout,
+    numbers,
+    panel_titles,
+    percent,
+    side_by_side,
+)
+
+PRUNING_ORDERS = (
+    ("ipr_ascending", "lowest IPR first"),
+    ("ipr_descending", "highest IPR first"),
+    ("random", "random order"),
+)
+
+
+def _at(curve: Any, metric: str, fraction: float) -> float:
+    """A pruning curve's metric at the first point with at least `fraction` removed."""
+    k = int(torch.searchsorted(curve.fraction.detach().to(torch.float64), fraction))
+    k = min(k, curve.fraction.numel() - 1)
+    return float(getattr(curve, metric)[k])
+
+
+def pruning_panel(analysis: Any) -> Panel:
+    """Accuracies as neurons are removed in each of the three orders, one panel per order."""
+    curves = analysis.pruning.curves
+    domains = side_by_side(3, gap=0.05)
+    traces = []
+    layout = base_layout(400)
+    for i, ((order, title), domain) in enumerate(zip(PRUNING_ORDERS, domains, strict=True)):
+        curve = curves[order]
+        x = numbers(curve.fraction)
+        for key, label, color in ACCURACIES:
+            traces.append({
+                "type": "scatter", "mode": "lines", "name": label, "legendgroup": key,
+                "showlegend": i == 0, "x": x, "y": numbers(getattr(curve, key)),
+                "line": {"color": color, "width": 2},
+                "xaxis": axis_ref("x", i), "yaxis": axis_ref("y", i),
+                "hovertemplate": f"{title}: %{{x:.1%}} removed<br>{label}: %{{y:.1%}}"
+                                 "<extra></extra>",
+            })
+        layout[axis_name("x", i)] = {"domain": domain, "anchor": axis_ref("y", i),
+                                     "range": [0, 1], "tickformat": ".0%",
+                                     "title": {"text": "neurons removed"}}
+        layout[axis_name("y", i)] = {"anchor": axis_ref("x", i), "range": [-0.02, 1.05],
+                                     "tickformat": ".0%",
+                                     **({"title": {"text": "accuracy"}} if i == 0 else {})}
+    layout["annotations"] = panel_titles([t for _, t in PRUNING_ORDERS], domains)
+    asc = curves["ipr_ascending"]
+    desc = curves["ipr_descending"]
+    caption = (
+        "Accuracies as hidden neurons are zeroed one at a time without retraining, in three "
+        "orders: removing the least periodic neurons first erases memorization while test "
+        "accuracy holds (here, at 60% removed: memorization "
+        f"{percent(_at(asc, 'corrupted_memorized', 0.6))}, test "
+        f"{percent(_at(asc, 'test', 0.6))}), removing the most periodic first destroys "
+        f"generalization (test {percent(_at(desc, 'test', 0.3))} at 30% removed), and the "
+        "random order is the control."
+    )
+    return Panel("pruning", "Pruning curves", caption, {"data": traces, "layout": layout})
+
+
+def logits_panel(analysis: Any) -> Panel:
+    """Histograms and scatter of corrupted examples' logits at corrupted vs true labels."""
+    logits = analysis.logits
+    corrupted = logits.corrupted_label_logit.detach()
+    true = logits.true_label_logit.detach()
+    title = "Logits of the corrupted examples"
+    if corrupted.numel() == 0:
+        return Panel("logits", title, "Logits of corrupted examples.",
+                     note="This run has no corrupted training example whose label differs from "
+                          "the true one, so there are no corrupted-example logits to show.")
+    domains = side_by_side(2, gap=0.1)
+    x_corr, x_true = numbers(corrupted), numbers(true)
+    finite = torch.cat([corrupted, true])
+    finite = finite[torch.isfinite(finite)]
+    lo, hi = (float(finite.min()), float(finite.max())) if finite.numel() else (0.0, 1.0)
+    # The same 60 bins for both histograms, so that their peaks compare.
+    bins = {"start": lo, "end": hi + 1e-9, "size": max(hi - lo, 1e-6) / 60}
+    traces = [
+        {"type": "histogram", "name": "logit at the corrupted label", "x": x_corr,
+         "marker": {"color": "#9467bd"}, "opacity": 0.7, "xbins": bins,
+         "xaxis": "x", "yaxis": "y"},
+        {"type": "histogram", "name": "logit at the true label", "x": x_true,
+         "marker": {"color": "#ff7f0e"}, "opacity": 0.7, "xbins": bins,
+         "xaxis": "x", "yaxis": "y"},
+        {"type": "scatter", "mode": "markers", "name": "one corrupted example",
+         "x": x_true, "y": x_corr, "marker": {"color": "#555", "size": 4, "opacity": 0.5},
+         "xaxis": "x2", "yaxis": "y2",
+         "hovertemplate": "true label %{x}<br>corrupted label %{y}<extra></extra>"},
+    ]
+    layout = base_layout(
+        380, barmode="overlay",
+        xaxis={"domain": domains[0], "anchor": "y", "title": {"text": "logit"}},
+        yaxis={"anchor": "x", "title": {"text": "examples"}},
+        xaxis2={"domain": domains[1], "anchor": "y2",
+                "title": {"text": "logit at the true label"}},
+        yaxis2={"anchor": "x2", "title": {"text": "logit at the corrupted label"}},
+        shapes=[{"type": "line", "xref": "x2", "yref": "y2", "x0": lo, "y0": lo, "x1": hi,
+                 "y1": hi, "line": {"color": "#999", "dash": "dot", "width": 1}}],
+        annotations=panel_titles(["distribution", "per example"], domains),
+    )
+    wins = float((corrupted > true).to(torch.float64).mean())
+    caption = (f"For each of the {corrupted.numel()} corrupted training examples, the logit at "
+               "its corrupted label against the logit at its true label: a peak at each means "
+               "the network stores both, and points above the dotted diagonal are examples "
+               f"where the memorized label wins ({percent(wins)} here).")
+    return Panel("logits", title, caption, {"data": traces, "layout": layout})

@@ -1,0 +1,275 @@
+"""The report page: escaped summary tables, every figure, plotly.js inlined once, atomic writes.
+
+Safety: every string that comes from a checkpoint is HTML-escaped; figure data travels as JSON
+inside a non-executed `<script type="application/json">` block with `<`, `>` and `&` written as
+unicode escapes, so no value can close the block. A Content-Security-Policy pins the page's own
+scripts by hash and forbids every network fetch, so even a string that slipped through could
+neither run nor phone home.
+"""
+
+import base64
+import hashlib
+import html
+import json
+import math
+import os
+import tempfile
+from collections.abc import Mapping
+from pathlib import Path
+from typing import Any
+
+import plotly.offline
+
+from .. import __version__
+from ._effects import logits_panel, pruning_panel
+from ._neurons import batchnorm_panel, extreme_weights_panels, frequency_panel, spectra_panel
+from ._plot import ACCURACIES, Panel, percent
+from ._training import ipr_histogram_panel, training_panels
+
+PHASES = {
+    "coexistence": ("Coexistence", "it memorized the corrupted labels and generalized at the "
+                    "same time"),
+    "partial_inversion": ("Partial inversion", "it generalized and unlearned part of the "
+                          "corrupted labels"),
+    "full_inversion": ("Full inversion", "it generalized and predicts the true rule even on the "
+                       "examples it was taught wrongly"),
+    "memorization": ("Memorization", "it memorized its training set without generalizing"),
+    "forgetting": ("Forgetting", "it generalized at some point during training, then lost it"),
+    "confusion": ("Confusion", "it neither memorized its training set nor generalized"),
+}
+
+# Plotly reads this before it loads: never look for or fetch MathJax.
+_PRELUDE = 'window.PlotlyConfig = {MathJaxConfig: "local"};'
+_BOOT = """(function () {
+  "use strict";
+  var figures = JSON.parse(document.getElementById("mechmem-figures").textContent);
+  var config = {responsive: true, displaylogo: false, typesetMath: false};
+  Object.keys(figures).forEach(function (key) {
+    var el = document.getElementById(key);
+    function fail(err) {
+      el.textContent = "This figure could not be drawn: " + err;
+      console.error("mechmem report: figure " + key + " failed: " + err);
+    }
+    try {
+      Plotly.newPlot(el, figures[key].data, figures[key].layout, config).catch(fail);
+    } catch (err) {
+      fail(err);
+    }
+  });
+})();"""
+
+_CSS = """
+body { font-family: system-ui, -apple-system, "Segoe UI", Roboto, sans-serif; color: #222;
+       margin: 0; background: #fafafa; line-height: 1.45; }
+main { max-width: 1180px; margin: 0 auto; padding: 1.2rem 1.5rem 3rem; }
+h1 { font-size: 1.6rem; margin: 0.2rem 0; }
+h2 { margin-top: 2.2rem; border-bottom: 1px solid #ddd; }
+h3 { font-size: 1.05rem; margin: 1.4rem 0 0.3rem; }
+.run-name { font-family: ui-monospace, Menlo, Consolas, monospace; font-size: 1.05rem;
+            background: #eef; padding: 0.1rem 0.4rem; border-radius: 4px; word-break: break-all; }
+.lead { font-size: 1.1rem; } .phase { font-weight: 600; }
+nav { font-size: 0.92rem; margin: 0.6rem 0; } nav a { margin-right: 1rem; }
+.cards { display: flex; flex-wrap: wrap; gap: 1.2rem; }
+table { border-collapse: collapse; font-size: 0.92rem; background: #fff; }
+td, th { border: 1px solid #e2e2e2; padding: 0.25rem 0.6rem; text-align: left;
+         vertical-align: top; }
+th { background: #f2f2f2; } td.num { text-align: right; font-variant-numeric: tabular-nums; }
+.settings { display: grid; grid-template-columns: repeat(auto-fill, minmax(16rem, 1fr));
+             column-gap: 1.2rem; background: #fff; border: 1px solid #e2e2e2;
+             padding: 0.3rem 0.6rem; font-size: 0.9rem; }
+.settings div { display: flex; justify-content: space-between; gap: 0.6rem;
+                border-bottom: 1px solid #f0f0f0; padding: 0.15rem 0; }
+.settings .k { font-weight: 600; }
+.settings .v { font-family: ui-monospace, Menlo, Consolas, monospace; word-break: break-all;
+               text-align: right; }
+figure { margin: 0.4rem 0 1.2rem; background: #fff; border: 1px solid #e6e6e6;
+         border-radius: 6px; padding: 0.4rem; }
+figcaption { font-size: 0.9rem; color: #444; padding: 0.3rem 0.5rem; }
+.missing { font-style: italic; color: #666; background: #fff; border: 1px dashed #ccc;
+           padding: 0.8rem; border-radius: 6px; }
+footer { font-size: 0.85rem; color: #777; margin-top: 2rem; }
+"""
+
+
+def escape(value: Any) -> str:
+    """`str(value)` safe to place in HTML text or a quoted attribute."""
+    return html.escape(str(value), quote=True)
+
+
+def script_json(obj: Any) -> str:
+    """JSON that can sit inside a `<script>` element: no `<`, `>` or `&` appears literally, so
+    no string in it can close the element or open a comment."""
+    text = json.dumps(obj, separators=(",", ":"), allow_nan=False, ensure_ascii=True)
+    return text.replace("<", "\\u003c").replace(">", "\\u003e").replace("&", "\\u0026")
+
+
+def _csp_hash(script: str) -> str:
+    digest = hashlib.sha256(script.encode("utf-8")).digest()
+    return "'sha256-" + base64.b64encode(digest).decode("ascii") + "'"
+
+
+def _format_value(value: Any) -> str:
+    if isinstance(value, float):
+        return repr(value)
+    if isinstance(value, Mapping | list | tuple):
+        return json.dumps(value, default=str, ensure_ascii=False)
+    return str(value)
+
+
+def _table(rows: list[tuple[str, str]], header: tuple[str, str] | None = None) -> str:
+    head = (f"<tr><th>{escape(header[0])}</th><th>{escape(header[1])}</th></tr>"
+            if header else "")
+    body = "".join(f'<tr><th>{escape(k)}</th><td class="num">{escape(v)}</td></tr>'
+                   for k, v in rows)
+    return f"<table>{head}{body}</table>"
+
+
+def _final_step(analysis: Any) -> str:
+    steps = analysis.history.get("step") if analysis.history else None
+    return f"{float(steps[-1]):g}" if steps else "n/a"
+
+
+def summary_html(analysis: Any) -> str:
+    """The run summary: name, phase, the five accuracies, neuron counts and every setting."""
+    phase = str(analysis.phase.phase)
+    label, meaning = PHASES.get(phase, (phase, ""))
+    acc = analysis.accuracy
+    accuracies = [(lbl, percent(float(getattr(acc, key)))) for key, lbl, _ in ACCURACIES]
+    classes, ipr = analysis.neurons, analysis.ipr
+    threshold = float(classes.threshold)
+    neurons = [
+        ("width (hidden neurons)", str(analysis.model.cfg.width)),
+        ("generalizing", str(classes.generalizing)),
+        ("memorizing", str(classes.memorizing)),
+        ("dead (zero or non-finite weights)", str(classes.dead)),
+        ("IPR threshold", f"{threshold:.3g} ({classes.method})" if math.isfinite(threshold)
+         else f"n/a ({classes.method})"),
+        (f"mean IPR ({ipr.convention}, r = {ipr.r:g})",
+         f"{ipr.mean:.3f}" if math.isfinite(ipr.mean) else "n/a"),
+        ("steps trained", _final_step(analysis)),
+    ]
+    settings = [(str(k), _format_value(v)) for k, v in dict(analysis.config).items()]
+    name = str(analysis.name)
+    name_html = (f'<span class="run-name">{escape(name)}</span>' if name
+                 else '<span class="run-name">unnamed run</span>')
+    story = f": {escape(meaning)}" if meaning else ""
+    return (
+        f"<h1>mechmem report</h1><p>Run {name_html}</p>"
+        f'<p class="lead">Phase <span class="phase">{escape(label)}</span>{story}. '
+        f"<span class=\"reason\">{escape(analysis.phase.reason)}</span></p>"
+        '<div class="cards">'
+        f"<div><h3>Accuracies</h3>{_table(accuracies, ('measured on', 'accuracy'))}</div>"
+        f"<div><h3>Neurons</h3>{_table(neurons)}</div>"
+        "</div><h3>Settings</h3>"
+        '<div class="settings">'
+        + "".join(f'<div><span class="k">{escape(k)}</span><span class="v">{escape(v)}</span>'
+                  "</div>" for k, v in settings)
+        + "</div>"
+    )
+
+
+def _sections(analysis: Any) -> list[tuple[str, str, list[Panel]]]:
+    return [
+        ("training", "Training", training_panels(analysis.history)),
+        ("neurons", "Neurons: periodic or not",
+         [ipr_histogram_panel(analysis), spectra_panel(analysis),
+          *extreme_weights_panels(analysis), frequency_panel(analysis)]),
+        ("effects", "What the neurons do",
+         [pruning_panel(analysis), batchnorm_panel(analysis), logits_panel(analysis)]),
+    ]
+
+
+def _panel_html(panel: Panel) -> str:
+    title = f"<h3>{escape(panel.title)}</h3>"
+    if panel.figure is None:
+        return f'{title}<p class="missing" id="missing-{panel.key}">{escape(panel.note)}</p>'
+    return (f'{title}<figure><div class="plot" id="fig-{panel.key}"></div>'
+            f"<figcaption>{escape(panel.caption)}</figcaption></figure>")
+
+
+def render_report(analysis: Any) -> str:
+    """The report of `analysis` as one self-contained HTML page.
+
+    Args:
+        analysis: the `Analysis` returned by `mechmem.analyze`.
+
+    Returns:
+        The page, with plotly.js inlined once and every figure's data embedded; it fetches
+        nothing when viewed.
+
+    Example:
+        >>> from mechmem import analyze
+        >>> page = render_report(analyze("runs/default.pt"))
+    """
+    sections = _sections(analysis)
+    figures = {f"fig-{p.key}": p.figure for _, _, panels in sections for p in panels
+               if p.figure is not None}
+    plotly_js = plotly.offline.get_plotlyjs()
+    if "</script" in plotly_js.lower():  # would end its element early; never seen in a release
+        raise ValueError("This plotly.js bundle contains '</script' and cannot be inlined.")
+    scripts = (_PRELUDE, plotly_js, _BOOT)
+    csp = ("default-src 'none'; script-src " + " ".join(_csp_hash(s) for s in scripts)
+           + "; style-src 'unsafe-inline'; img-src data: blob:; font-src data:;"
+           " connect-src 'none'; form-action 'none'; base-uri 'none'")
+    nav = " ".join(f'<a href="#{key}">{escape(title)}</a>' for key, title, _ in sections)
+    body = "".join(
+        f'<section id="{key}"><h2>{escape(title)}</h2>'
+        + "".join(_panel_html(p) for p in panels) + "</section>"
+        for key, title, panels in sections
+    )
+    title = f"mechmem report: {analysis.name}" if analysis.name else "mechmem report"
+    return (
+        "<!DOCTYPE html>\n<html lang=\"en\"><head><meta charset=\"utf-8\">"
+        f'<meta http-equiv="Content-Security-Policy" content="{escape(csp)}">'
+        '<meta name="viewport" content="width=device-width, initial-scale=1">'
+        f"<title>{escape(title)}</title><style>{_CSS}</style>"
+        f"<script>{_PRELUDE}</script><script>{plotly_js}</script></head>\n<body><main>"
+        f'<section id="summary">{summary_html(analysis)}</section>'
+        f"<nav>Sections: {nav}</nav>"
+        "<noscript><p class=\"missing\">The figures need JavaScript.</p></noscript>"
+        f"{body}<footer>Written by mechmem {escape(__version__)}; this page is "
+        "self-contained and loads nothing from the network.</footer></main>\n"
+        f'<script type="application/json" id="mechmem-figures">{script_json(figures)}</script>\n'
+        f"<script>{_BOOT}</script></body></html>\n"
+    )
+
+
+def write_report(analysis: Any, path: str | os.PathLike, *, overwrite: bool = False) -> Path:
+    """Write the report of `analysis` to `path` atomically (temporary file, then rename).
+
+    Args:
+        analysis: the `Analysis` returned by `mechmem.analyze`.
+        path: the destination `.html` file; its folder must exist.
+        overwrite: replace an existing file; without it an existing file is an error.
+
+    Returns:
+        The path written.
+
+    Raises:
+        FileExistsError: `path` exists and `overwrite` is False.
+
+    Example:
+        >>> from mechmem import analyze
+        >>> write_report(analyze("runs/default.pt"), "runs/default.html")
+    """
+    path = Path(path)
+    if path.is_dir():
+        raise IsADirectoryError(f"{path} is a folder, not a report file path.")
+    if path.exists() and not overwrite:
+        raise FileExistsError(f"{path} exists; pass overwrite=True (--force) to replace it.")
+    folder = path.parent if str(path.parent) else Path(".")
+    if not folder.is_dir():
+        raise FileNotFoundError(f"Cannot write {path}: folder {folder} does not exist.")
+    page = render_report(analysis)  # before any file exists: a failure leaves nothing behind
+    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=folder)
+    try:
+        with os.fdopen(fd, "w", encoding="utf-8") as f:
+            f.write(page)
+            f.flush()
+            os.fsync(f.fileno())
+        os.chmod(tmp, 0o644)  # a report is meant to be shared; mkstemp makes it owner-only
+        os.replace(tmp, path)
+    except BaseException:
+        Path(tmp).unlink(missing_ok=True)
+        raise
+    return path
