@@ -25,6 +25,5 @@ from .pruning import PruningCurve as PruningCurve
 from .pruning import PruningResult as PruningResult
 from .pruning import pruning_curves as pruning_curves
 from .spectrum import fourier_basis as fourier_basis
-from .spectrum import ipr as ipr
 from .spectrum import mean_ipr as mean_ipr
 from .spectrum import neuron_ipr as neuron_ipr

@@ -5,6 +5,7 @@ returns an exit code. Bad input anywhere ends in one line on stderr and exit cod
 """
 
 import argparse
+import os
 import sys
 from collections.abc import Sequence
 
@@ -40,6 +41,11 @@ def main(argv: Sequence[str] | None = None) -> int:
         return 2
     try:
         return int(args.handler(args) or 0)
+    except BrokenPipeError:
+        # The reader went away (`mechmem analyze --json | head`): not an error of ours.
+        # Point stdout at /dev/null so that the flush at exit does not fail again.
+        os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
+        return 0
     except KeyboardInterrupt:
         sys.stderr.write("mechmem: interrupted\n")
         return 130
