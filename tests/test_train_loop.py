@@ -135,3 +135,14 @@ def test_resume_refuses_a_checkpoint_without_training_state(tmp_path):
     save_checkpoint(ckpt, tmp_path / "x.pt")
     with pytest.raises(ValueError, match="has no training state to resume from"):
         resume(tmp_path / "x.pt")
+
+
+def test_resume_into_another_existing_file_needs_overwrite(tmp_path):
+    train(TINY.replace(steps=4, snapshot_every=None), out=tmp_path / "a.pt")
+    other = tmp_path / "b.pt"
+    other.write_bytes(b"precious")
+    with pytest.raises(FileExistsError, match="b.pt exists"):
+        resume(tmp_path / "a.pt", steps=6, out=other)
+    assert other.read_bytes() == b"precious"
+    assert resume(tmp_path / "a.pt", steps=6, out=other, overwrite=True).step == 6
+    assert load_checkpoint(tmp_path / "a.pt").step == 4  # the source is left as it was

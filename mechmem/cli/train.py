@@ -113,9 +113,7 @@ def run_command(args: argparse.Namespace) -> int:
                 names = ", ".join("--" + f.replace("_", "-") for f in changed) or "--preset"
                 raise ValueError(f"--resume continues a run as configured; {names} cannot "
                                  "change (only --steps can, to extend it).")
-            if args.out and Path(args.out).exists() and not args.force:
-                raise FileExistsError(f"{args.out} exists; pass --force to replace it.")
-            ckpt = resume(args.resume, steps=args.steps, out=args.out,
+            ckpt = resume(args.resume, steps=args.steps, out=args.out, overwrite=args.force,
                           checkpoint_every=args.checkpoint_every, progress=not args.quiet)
         else:
             config = _config(args)

@@ -129,6 +129,7 @@ def resume(
     *,
     steps: int | None = None,
     out: str | os.PathLike | None = None,
+    overwrite: bool = False,
     checkpoint_every: int | None = None,
     progress: bool = False,
 ) -> Checkpoint:
@@ -138,6 +139,7 @@ def resume(
         path: the checkpoint.
         steps: a new total step count to extend a run (default: the run's own).
         out: where to write (default: back into `path`).
+        overwrite: allow replacing an existing `out` (writing back into `path` always may).
         checkpoint_every: periodic interval (default: the one the run was started with).
         progress: show a progress bar.
 
@@ -157,7 +159,7 @@ def resume(
         config = config.replace(steps=steps)
     every = checkpoint_every if checkpoint_every is not None else (
         int(ckpt.meta.get("checkpoint_every", 0)) or None)
-    target = _check_out(Path(path) if out is None else out, out is None, every)
+    target = _check_out(Path(path) if out is None else out, out is None or overwrite, every)
     history = {k: list(ckpt.history.get(k, [])) for k in HISTORY_KEYS}
     snapshots = {k: list(v.unbind(0)) for k, v in ckpt.snapshots.items()}
     meta = {**ckpt.meta, "checkpoint_every": every or 0}
