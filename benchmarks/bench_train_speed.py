@@ -85,7 +85,8 @@ def main() -> None:
     med = {k: statistics.median(v) for k, v in times.items()}
     for k in times:
         print(f"{k:>16}: {1 / best[k]:6.1f} steps/s ({best[k] * 1e3:5.1f} ms/step best, "
-              f"{med[k] * 1e3:5.1f} median)")
+              f"{med[k] * 1e3:5.1f} median; blocks: "
+              f"{' '.join(f'{t * 1e3:.1f}' for t in times[k])})")
     print(f"speed-up over the paper's loop: {best['paper'] / best['mechmem']:.2f}x best-of, "
           f"{med['paper'] / med['mechmem']:.2f}x median (target >= 2x)")
     overhead = best["mechmem+history"] / best["mechmem"] - 1

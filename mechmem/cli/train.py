@@ -69,7 +69,7 @@ def register(sub: argparse._SubParsersAction) -> None:
     opt.add_argument("--steps", type=int, help="optimizer steps (default 2000)")
     opt.add_argument("--seed", type=int, help="seeds data, init, batches, dropout (default 0)")
     run = p.add_argument_group("recording and output")
-    run.add_argument("--eval-every", type=int, help="history interval in steps (default 10)")
+    run.add_argument("--eval-every", type=int, help="history interval in steps (default 20)")
     run.add_argument("--snapshot-every", type=_snapshot_every, metavar="K",
                      help="store U, V, W every K steps, 0 for none (default 200)")
     run.add_argument("--name", help="free-text run name stored in the checkpoint")

@@ -256,7 +256,7 @@ def _run(config: TrainConfig, dataset: ModularDataset, model: HookedMLP,
                 batch = batches(s) if s < config.steps else None
                 logits = None
                 if reuse and batch is not None:
-                    logits = step.forward(params, buffers, batch)  # pure: no state changes
+                    logits = step(params, buffers, batch)  # pure: no state changes
                 if fresh and (s % config.eval_every == 0 or s == config.steps):
                     if logits is None:
                         train_logits = eval_logits(cfg, params, buffers, batches.full.m,
@@ -289,8 +289,7 @@ def _run(config: TrainConfig, dataset: ModularDataset, model: HookedMLP,
                 if logits is None:
                     if mask_gen is not None:
                         mask_gen.manual_seed(_seed(config.seed, 2, s))
-                    step.forward(params, buffers, batch, mask_gen)
-                step.backward(params)
+                    step(params, buffers, batch, mask_gen)
                 opt.step()
                 bar.update(1)
     finally:
