@@ -185,7 +185,8 @@ def _check_out(out: Any, overwrite: bool, every: int | None) -> Path | None:
 
 
 class _Batches:
-    """Full batch, or seeded minibatches: epoch e walks randperm(seed, e) in order."""
+    """Full batch, or seeded minibatches: epoch e walks randperm(seed, e) in batches of the
+    same size, the remainder dropped (as the paper's code does)."""
 
     def __init__(self, config: TrainConfig, dataset: ModularDataset, device: torch.device):
         pairs = dataset.train_pairs.to(device)
@@ -194,12 +195,13 @@ class _Batches:
         self.full = Batch(pairs[:, 0].contiguous(), pairs[:, 1].contiguous(), labels, target)
         self.size = dataset.n_train if config.batch_size == "full" else min(
             config.batch_size, dataset.n_train)
-        self.per_epoch = -(-dataset.n_train // self.size)
+        self.per_epoch = dataset.n_train // self.size
+        self.is_full = self.size == dataset.n_train
         self.seed, self.device = config.seed, device
         self._epoch, self._perm = -1, torch.empty(0, dtype=torch.int64)
 
     def __call__(self, step: int) -> Batch:
-        if self.per_epoch == 1:
+        if self.is_full:
             return self.full
         epoch, k = divmod(step, self.per_epoch)
         if epoch != self._epoch:
@@ -232,7 +234,7 @@ def _run(config: TrainConfig, dataset: ModularDataset, model: HookedMLP,
     tm, tn = test_pairs[:, 0].contiguous(), test_pairs[:, 1].contiguous()
     # Exact reuse: with full batch, no dropout and no BatchNorm, the training forward of step s
     # is the evaluation-mode forward of state s on the training set.
-    reuse = batches.per_epoch == 1 and cfg.dropout == 0 and cfg.norm != "batchnorm"
+    reuse = batches.is_full and cfg.dropout == 0 and cfg.norm != "batchnorm"
     mask_gen = torch.Generator(device=device) if cfg.dropout > 0 else None
     snap_every = config.snapshot_every
 
