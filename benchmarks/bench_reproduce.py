@@ -73,7 +73,9 @@ def main() -> None:
             ok = tr < 5 and te < 5
         else:
             ok = abs(tr - p_tr) <= tol and abs(te - p_te) <= tol
-        rows.append(f"| {name:<17} | wd {config.weight_decay:<4g} | {config.steps:>5} | "
+        reg = (f"BN bs {config.batch_size}" if config.norm == "batchnorm"
+               else f"wd {config.weight_decay:g}")
+        rows.append(f"| {name:<17} | {reg:<8} | {config.steps:>5} | "
                     f"{said:<20} | {tr:5.1f} / {te:5.1f} | {'yes' if ok else 'NO':<3} | "
                     f"{seconds:6.1f} |")
         if name == "full-inversion":
@@ -82,7 +84,7 @@ def main() -> None:
         if name == "forgetting":
             notes.append("forgetting:\n" + _forgetting(h))
         print(rows[-1], flush=True)
-    print("\n| run               | reg.    | steps | paper train / test % | measured      | ok  |"
+    print("\n| run               | reg.     | steps | paper train / test % | measured      | ok  |"
           "      s |")
     print("|---|---|---|---|---|---|---|")
     print("\n".join(rows))
