@@ -94,7 +94,7 @@ def main() -> None:
           f"{TrainConfig().snapshot_every}: +{overhead * 100:.1f}% best-of, "
           f"+{(med['mechmem+history'] / med['mechmem'] - 1) * 100:.1f}% median (target <= 10%)")
     b, n, p = 4704, 500, 97
-    rate = sgemm_gflops(b, n, p)
+    rate = max(sgemm_gflops(b, n, p) for _ in range(5))  # best of five, like the loops
     ours, theirs = 3 * b * n * p * 2 / rate / 1e6, 7 * b * n * p * 2 / rate / 1e6
     print(f"FLOP bound at the measured sgemm rate {rate:.0f} GFLOP/s: mechmem 3BNp MACs >= "
           f"{ours:.1f} ms/step, paper 3BNp + 4BNp (one-hot layer) >= {theirs:.1f} ms/step: "
