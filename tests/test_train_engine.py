@@ -53,22 +53,31 @@ def _oracle(model, batch, loss, hooks=()):
     return logits.detach(), {k: v.grad.clone() for k, v in model.named_parameters()}
 
 
-def _engine(model, batch, loss, generator=None):
+def _engine(model, batch, loss, generator=None, chunk=30 * N):
+    """Our step; by default in chunks of 30 rows, so the batch of ~100 takes four."""
     params = params_from_model(model, CPU)
     buffers = buffers_from_model(model, CPU)
-    step = Step(model.cfg, loss, params)
-    logits = step.forward(params, buffers, batch, generator).clone()
+    step = Step(model.cfg, loss, params, chunk_elements=chunk)
+    logits = step(params, buffers, batch, generator).clone()
     mask = step.workspace(batch.m.shape[0]).mask
     mask = None if mask is None else mask.clone()
-    grads = {k: v.clone() for k, v in step.backward(params).items()}
+    grads = {k: v.clone() for k, v in step.grads.items()}
     grads["U"], grads["V"] = grads["U"].T, grads["V"].T  # back to the model's layout
     return logits, grads, buffers, mask
 
 
+def test_chunks_are_equal_and_cover_the_batch():
+    from mechmem.train.engine import chunk_rows
+
+    assert chunk_rows(4704, 500) == 588  # 8 chunks at the paper's size
+    assert chunk_rows(10, 500) == 10 and chunk_rows(101, 24, 30 * 24) == 26
+
+
+@pytest.mark.parametrize("chunk", [30 * N, None], ids=["chunks", "whole"])
 @pytest.mark.parametrize("case", CASES, ids=lambda c: "-".join(map(str, c.values())))
-def test_step_gradient_equals_autograd(case):
+def test_step_gradient_equals_autograd(case, chunk):
     model, batch = _setup(case["act"], case["norm"], case["bias"])
-    logits, grads, buffers, _ = _engine(model, batch, case["loss"])
+    logits, grads, buffers, _ = _engine(model, batch, case["loss"], chunk=chunk)
     ref_logits, ref = _oracle(model, batch, case["loss"])
     torch.testing.assert_close(logits, ref_logits)
     assert grads.keys() == ref.keys()
@@ -133,9 +142,9 @@ def test_step_keeps_a_leading_model_axis_open():
     singles = [_engine(m, batch, "mse") for m in models]
     per = [params_from_model(m, CPU) for m in models]
     stacked = {k: torch.stack([p[k] for p in per]) for k in per[0]}
-    step = Step(models[0].cfg, "mse", stacked)
-    logits = step.forward(stacked, {}, batch)
-    grads = step.backward(stacked)
+    step = Step(models[0].cfg, "mse", stacked, chunk_elements=30 * N)
+    logits = step(stacked, {}, batch)
+    grads = step.grads
     for i, (ref_logits, ref, _, _) in enumerate(singles):
         torch.testing.assert_close(logits[i], ref_logits)
         torch.testing.assert_close(grads["U"][i].T, ref["U"])

@@ -135,3 +135,35 @@ def test_resume_refuses_a_checkpoint_without_training_state(tmp_path):
     save_checkpoint(ckpt, tmp_path / "x.pt")
     with pytest.raises(ValueError, match="has no training state to resume from"):
         resume(tmp_path / "x.pt")
+
+
+def test_resume_into_another_existing_file_needs_overwrite(tmp_path):
+    train(TINY.replace(steps=4, snapshot_every=None), out=tmp_path / "a.pt")
+    other = tmp_path / "b.pt"
+    other.write_bytes(b"precious")
+    with pytest.raises(FileExistsError, match="b.pt exists"):
+        resume(tmp_path / "a.pt", steps=6, out=other)
+    assert other.read_bytes() == b"precious"
+    assert resume(tmp_path / "a.pt", steps=6, out=other, overwrite=True).step == 6
+    assert load_checkpoint(tmp_path / "a.pt").step == 4  # the source is left as it was
+
+
+@pytest.mark.parametrize("batch_size", [50, 200, 10_000])
+def test_minibatches_are_equal_disjoint_within_an_epoch_and_reshuffled(batch_size):
+    from mechmem import make_dataset
+    from mechmem.train.loop import _Batches
+
+    config = TINY.replace(batch_size=batch_size)
+    ds = make_dataset(config.dataset_spec())
+    batches = _Batches(config, ds, torch.device("cpu"))
+    size = min(batch_size, ds.n_train)
+    per_epoch = ds.n_train // size  # the remainder of an epoch is dropped
+    rows = lambda b: {(int(x), int(y)) for x, y in zip(b.m, b.n, strict=True)}
+    epochs = [[batches(e * per_epoch + k) for k in range(per_epoch)] for e in range(2)]
+    for epoch in epochs:
+        assert all(b.m.shape == (size,) for b in epoch)
+        seen = set().union(*(rows(b) for b in epoch))
+        assert len(seen) == size * per_epoch  # no example twice in an epoch
+    if size < ds.n_train:
+        assert not torch.equal(epochs[0][0].m, epochs[1][0].m)  # a fresh order each epoch
+    assert torch.equal(batches(1).labels, _Batches(config, ds, torch.device("cpu"))(1).labels)

@@ -69,7 +69,7 @@ def register(sub: argparse._SubParsersAction) -> None:
     opt.add_argument("--steps", type=int, help="optimizer steps (default 2000)")
     opt.add_argument("--seed", type=int, help="seeds data, init, batches, dropout (default 0)")
     run = p.add_argument_group("recording and output")
-    run.add_argument("--eval-every", type=int, help="history interval in steps (default 10)")
+    run.add_argument("--eval-every", type=int, help="history interval in steps (default 20)")
     run.add_argument("--snapshot-every", type=_snapshot_every, metavar="K",
                      help="store U, V, W every K steps, 0 for none (default 200)")
     run.add_argument("--name", help="free-text run name stored in the checkpoint")
@@ -113,9 +113,7 @@ def run_command(args: argparse.Namespace) -> int:
                 names = ", ".join("--" + f.replace("_", "-") for f in changed) or "--preset"
                 raise ValueError(f"--resume continues a run as configured; {names} cannot "
                                  "change (only --steps can, to extend it).")
-            if args.out and Path(args.out).exists() and not args.force:
-                raise FileExistsError(f"{args.out} exists; pass --force to replace it.")
-            ckpt = resume(args.resume, steps=args.steps, out=args.out,
+            ckpt = resume(args.resume, steps=args.steps, out=args.out, overwrite=args.force,
                           checkpoint_every=args.checkpoint_every, progress=not args.quiet)
         else:
             config = _config(args)

@@ -129,6 +129,7 @@ def resume(
     *,
     steps: int | None = None,
     out: str | os.PathLike | None = None,
+    overwrite: bool = False,
     checkpoint_every: int | None = None,
     progress: bool = False,
 ) -> Checkpoint:
@@ -138,6 +139,7 @@ def resume(
         path: the checkpoint.
         steps: a new total step count to extend a run (default: the run's own).
         out: where to write (default: back into `path`).
+        overwrite: allow replacing an existing `out` (writing back into `path` always may).
         checkpoint_every: periodic interval (default: the one the run was started with).
         progress: show a progress bar.
 
@@ -157,7 +159,7 @@ def resume(
         config = config.replace(steps=steps)
     every = checkpoint_every if checkpoint_every is not None else (
         int(ckpt.meta.get("checkpoint_every", 0)) or None)
-    target = _check_out(Path(path) if out is None else out, out is None, every)
+    target = _check_out(Path(path) if out is None else out, out is None or overwrite, every)
     history = {k: list(ckpt.history.get(k, [])) for k in HISTORY_KEYS}
     snapshots = {k: list(v.unbind(0)) for k, v in ckpt.snapshots.items()}
     meta = {**ckpt.meta, "checkpoint_every": every or 0}
@@ -183,7 +185,8 @@ def _check_out(out: Any, overwrite: bool, every: int | None) -> Path | None:
 
 
 class _Batches:
-    """Full batch, or seeded minibatches: epoch e walks randperm(seed, e) in order."""
+    """Full batch, or seeded minibatches: epoch e walks randperm(seed, e) in batches of the
+    same size, the remainder dropped (as the paper's code does)."""
 
     def __init__(self, config: TrainConfig, dataset: ModularDataset, device: torch.device):
         pairs = dataset.train_pairs.to(device)
@@ -192,12 +195,13 @@ class _Batches:
         self.full = Batch(pairs[:, 0].contiguous(), pairs[:, 1].contiguous(), labels, target)
         self.size = dataset.n_train if config.batch_size == "full" else min(
             config.batch_size, dataset.n_train)
-        self.per_epoch = -(-dataset.n_train // self.size)
+        self.per_epoch = dataset.n_train // self.size
+        self.is_full = self.size == dataset.n_train
         self.seed, self.device = config.seed, device
         self._epoch, self._perm = -1, torch.empty(0, dtype=torch.int64)
 
     def __call__(self, step: int) -> Batch:
-        if self.per_epoch == 1:
+        if self.is_full:
             return self.full
         epoch, k = divmod(step, self.per_epoch)
         if epoch != self._epoch:
@@ -230,7 +234,7 @@ def _run(config: TrainConfig, dataset: ModularDataset, model: HookedMLP,
     tm, tn = test_pairs[:, 0].contiguous(), test_pairs[:, 1].contiguous()
     # Exact reuse: with full batch, no dropout and no BatchNorm, the training forward of step s
     # is the evaluation-mode forward of state s on the training set.
-    reuse = batches.per_epoch == 1 and cfg.dropout == 0 and cfg.norm != "batchnorm"
+    reuse = batches.is_full and cfg.dropout == 0 and cfg.norm != "batchnorm"
     mask_gen = torch.Generator(device=device) if cfg.dropout > 0 else None
     snap_every = config.snapshot_every
 
@@ -254,7 +258,7 @@ def _run(config: TrainConfig, dataset: ModularDataset, model: HookedMLP,
                 batch = batches(s) if s < config.steps else None
                 logits = None
                 if reuse and batch is not None:
-                    logits = step.forward(params, buffers, batch)  # pure: no state changes
+                    logits = step(params, buffers, batch)  # pure: no state changes
                 if fresh and (s % config.eval_every == 0 or s == config.steps):
                     if logits is None:
                         train_logits = eval_logits(cfg, params, buffers, batches.full.m,
@@ -287,8 +291,7 @@ def _run(config: TrainConfig, dataset: ModularDataset, model: HookedMLP,
                 if logits is None:
                     if mask_gen is not None:
                         mask_gen.manual_seed(_seed(config.seed, 2, s))
-                    step.forward(params, buffers, batch, mask_gen)
-                step.backward(params)
+                    step(params, buffers, batch, mask_gen)
                 opt.step()
                 bar.update(1)
     finally:

@@ -29,12 +29,18 @@ HISTORY_KEYS = (
 
 
 def loss_value(
-    loss: str, logits: Float[Tensor, "batch p"], labels: Int[Tensor, " batch"]
+    loss: str,
+    logits: Float[Tensor, "batch p"],
+    labels: Int[Tensor, " batch"],
+    target: Float[Tensor, "batch p"] | None = None,
 ) -> Tensor:
     """The training objective: MSE against one-hot targets (mean over examples and classes)
-    or cross-entropy (mean over examples); a 0-d tensor."""
+    or cross-entropy (mean over examples); a 0-d tensor. `target`: the one-hot labels, if
+    already built."""
     if loss == "mse":
-        return F.mse_loss(logits, F.one_hot(labels, logits.shape[-1]).to(logits.dtype))
+        if target is None:
+            target = F.one_hot(labels, logits.shape[-1]).to(logits.dtype)
+        return F.mse_loss(logits, target)
     return F.cross_entropy(logits, labels)
 
 
@@ -55,6 +61,11 @@ class Evaluator:
         self.train_labels = dataset.train_labels.to(device)
         self.train_true = dataset.train_true_labels.to(device)
         self.test_labels = dataset.test_labels.to(device)
+        self.targets = (None, None)
+        if loss == "mse":
+            dtype = torch.get_default_dtype()
+            self.targets = tuple(F.one_hot(y, dataset.p).to(dtype)
+                                 for y in (self.train_labels, self.test_labels))
         self.corrupted = torch.nonzero(dataset.corrupted).squeeze(1).to(device)
         self.clean = torch.nonzero(~dataset.corrupted).squeeze(1).to(device)
 
@@ -70,8 +81,8 @@ class Evaluator:
         pred = train_logits.argmax(-1)
         correct = pred == self.train_labels
         values = torch.stack([
-            loss_value(self.loss, train_logits, self.train_labels),
-            loss_value(self.loss, test_logits, self.test_labels),
+            loss_value(self.loss, train_logits, self.train_labels, self.targets[0]),
+            loss_value(self.loss, test_logits, self.test_labels, self.targets[1]),
             _mean(correct),
             _mean(test_logits.argmax(-1) == self.test_labels),
             _mean(correct[self.clean]),
