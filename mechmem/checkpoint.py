@@ -16,7 +16,6 @@ See docs/checkpoint.md for every field.
 import dataclasses
 import os
 import pickle
-import tempfile
 import warnings
 import zipfile
 from collections.abc import Mapping
@@ -27,6 +26,7 @@ from typing import Any
 import torch
 from torch import Tensor
 
+from ._files import check_destination, write_atomically
 from .data import ModularDataset
 from .models.mlp import HookedMLP, MLPConfig
 
@@ -124,27 +124,10 @@ def save_checkpoint(ckpt: Checkpoint, path: str | os.PathLike, *, overwrite: boo
     Returns:
         The path written.
     """
-    path = Path(path)
-    if path.exists() and not overwrite:
-        raise FileExistsError(f"{path} exists; pass overwrite=True (--force) to replace it.")
-    if path.is_dir():
-        raise IsADirectoryError(f"{path} is a folder, not a checkpoint file path.")
-    folder = path.parent if str(path.parent) else Path(".")
-    if not folder.is_dir():
-        raise FileNotFoundError(f"Cannot write {path}: folder {folder} does not exist.")
+    path = check_destination(path, overwrite=overwrite, what="checkpoint")
     payload = ckpt.to_dict()
     _check_plain(payload, "checkpoint")
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=folder)
-    try:
-        with os.fdopen(fd, "wb") as f:
-            torch.save(payload, f)
-            f.flush()
-            os.fsync(f.fileno())
-        os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
-    return path
+    return write_atomically(path, lambda f: torch.save(payload, f))
 
 
 def _read(path: Path) -> Any:

@@ -1,5 +1,6 @@
 import os
 import pickle
+import stat
 import subprocess
 import sys
 import zipfile
@@ -54,16 +55,19 @@ def test_existing_file_is_not_overwritten_unless_asked(tmp_path):
     path = tmp_path / "a.pt"
     save_checkpoint(small_checkpoint(), path)
     before = path.read_bytes()
-    with pytest.raises(FileExistsError, match="exists; pass overwrite=True"):
+    with pytest.raises(FileExistsError, match=r"exists; pass --force \(overwrite=True"):
         save_checkpoint(small_checkpoint(step=99), path)
     assert path.read_bytes() == before
     save_checkpoint(small_checkpoint(step=99), path, overwrite=True)
     assert load_checkpoint(path).step == 99
 
 
-def test_write_leaves_no_temporary_files(tmp_path):
-    save_checkpoint(small_checkpoint(), tmp_path / "a.pt")
+def test_write_leaves_no_temporary_files_and_a_normal_file_mode(tmp_path):
+    path = save_checkpoint(small_checkpoint(), tmp_path / "a.pt")
     assert sorted(os.listdir(tmp_path)) == ["a.pt"]
+    umask = os.umask(0)
+    os.umask(umask)
+    assert stat.S_IMODE(path.stat().st_mode) == 0o666 & ~umask
 
 
 def test_failed_write_keeps_the_old_file(tmp_path):

@@ -203,7 +203,7 @@ def test_write_report_is_atomic_and_never_overwrites_unasked(run, tmp_path):
     assert write_report(analysis, out) == out
     assert out.read_text(encoding="utf-8") == page  # rendering is deterministic
     out.write_text("keep me")
-    with pytest.raises(FileExistsError, match="exists; pass overwrite=True"):
+    with pytest.raises(FileExistsError, match=r"exists; pass --force \(overwrite=True"):
         write_report(analysis, out)
     assert out.read_text() == "keep me"
     analysis.to_html(out, overwrite=True)

@@ -118,7 +118,7 @@ def test_every_optimizer_and_loss_trains(optimizer, loss):
 def test_out_is_never_overwritten_unless_asked(tmp_path):
     out = tmp_path / "run.pt"
     out.write_bytes(b"precious")
-    with pytest.raises(FileExistsError, match="run.pt exists; pass overwrite=True"):
+    with pytest.raises(FileExistsError, match=r"run.pt exists; pass --force \(overwrite=True"):
         train(TINY, out=out)
     assert out.read_bytes() == b"precious"
     train(TINY.replace(steps=2), out=out, overwrite=True)

@@ -3,6 +3,8 @@
 import argparse
 from pathlib import Path
 
+from .._files import check_destination
+
 
 def register(sub: argparse._SubParsersAction) -> None:
     p = sub.add_parser("report", help="write a checkpoint's HTML report",
@@ -23,8 +25,7 @@ def run(args: argparse.Namespace) -> int:
             f"The report would replace the checkpoint {checkpoint}; choose another -o."
         )
     # Fail before the (slower) analysis when the answer is already known.
-    if out.exists() and not args.force:
-        raise FileExistsError(f"{out} exists; pass --force to replace it.")
+    check_destination(out, overwrite=args.force, what="report")
     from .. import analyze
     from ..report import write_report
 

@@ -13,7 +13,6 @@ import html
 import json
 import math
 import os
-import tempfile
 from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
@@ -21,6 +20,7 @@ from typing import Any
 import plotly.offline
 
 from .. import __version__
+from .._files import check_destination, write_atomically
 from ._effects import logits_panel, pruning_panel
 from ._neurons import batchnorm_panel, extreme_weights_panels, frequency_panel, spectra_panel
 from ._plot import ACCURACIES, Panel, percent
@@ -252,24 +252,6 @@ def write_report(analysis: Any, path: str | os.PathLike, *, overwrite: bool = Fa
         >>> from mechmem import analyze
         >>> write_report(analyze("runs/default.pt"), "runs/default.html")
     """
-    path = Path(path)
-    if path.is_dir():
-        raise IsADirectoryError(f"{path} is a folder, not a report file path.")
-    if path.exists() and not overwrite:
-        raise FileExistsError(f"{path} exists; pass overwrite=True (--force) to replace it.")
-    folder = path.parent if str(path.parent) else Path(".")
-    if not folder.is_dir():
-        raise FileNotFoundError(f"Cannot write {path}: folder {folder} does not exist.")
+    path = check_destination(path, overwrite=overwrite, what="report")
     page = render_report(analysis)  # before any file exists: a failure leaves nothing behind
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=folder)
-    try:
-        with os.fdopen(fd, "w", encoding="utf-8") as f:
-            f.write(page)
-            f.flush()
-            os.fsync(f.fileno())
-        os.chmod(tmp, 0o644)  # a report is meant to be shared; mkstemp makes it owner-only
-        os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
-    return path
+    return write_atomically(path, lambda f: f.write(page.encode("utf-8")))

@@ -22,6 +22,7 @@ import torch
 import torch.nn.functional as F
 from tqdm.auto import tqdm
 
+from .._files import check_destination
 from ..checkpoint import Checkpoint, load_checkpoint, save_checkpoint
 from ..data import ModularDataset, make_dataset
 from ..models.mlp import HookedMLP
@@ -174,14 +175,8 @@ def _check_out(out: Any, overwrite: bool, every: int | None) -> Path | None:
         if every is not None:
             raise ValueError("`checkpoint_every` needs an output path to write to.")
         return None
-    out = Path(out)
-    if out.is_dir():
-        raise IsADirectoryError(f"{out} is a folder; give a checkpoint file path.")
-    if out.exists() and not overwrite:
-        raise FileExistsError(f"{out} exists; pass overwrite=True (--force) to replace it.")
-    if not out.parent.is_dir():
-        raise FileNotFoundError(f"Cannot write {out}: folder {out.parent} does not exist.")
-    return out
+    # Checked before training starts, so that a bad path costs no training time.
+    return check_destination(out, overwrite=overwrite, what="checkpoint")
 
 
 class _Batches:
