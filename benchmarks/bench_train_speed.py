@@ -14,29 +14,14 @@ import statistics
 import time
 
 import torch
-import torch.nn.functional as F
-from torch import nn
+from _paper_loop import paper_loop
 
-from mechmem import TrainConfig, make_dataset, train
+from mechmem import TrainConfig, train
 
 
-def paper_loop(steps: int, p: int = 97, width: int = 500) -> float:
+def paper_loop_seconds(steps: int) -> float:
     """Seconds for `steps` steps of the paper's training loop (after two warm-up steps)."""
-    ds = make_dataset(p=p, train_frac=0.5, corrupt_frac=0.35, seed=0)
-    x = torch.cat([F.one_hot(ds.train_pairs[:, 0], p), F.one_hot(ds.train_pairs[:, 1], p)],
-                  dim=1).float()  # (B, 2p), built once
-    y = ds.train_labels
-    model = nn.Sequential(nn.Linear(2 * p, width, bias=False), nn.Linear(width, p, bias=False))
-    opt = torch.optim.AdamW(model.parameters(), lr=0.01, betas=(0.9, 0.98), eps=1e-8,
-                            weight_decay=0.0)
-
-    def step() -> None:
-        opt.zero_grad()
-        out = model[1](torch.pow(model[0](x), 2))
-        loss = F.mse_loss(out, F.one_hot(y, p).float())
-        loss.backward()
-        opt.step()
-
+    step, _ = paper_loop(TrainConfig(corrupt_frac=0.35, device="cpu"))
     for _ in range(2):
         step()
     start = time.perf_counter()
@@ -78,7 +63,7 @@ def main() -> None:
     mechmem_loop(3, True)  # warm-up: imports, allocator
     times: dict[str, list[float]] = {"paper": [], "mechmem": [], "mechmem+history": []}
     for _ in range(args.repeats):
-        times["paper"].append(paper_loop(args.steps) / args.steps)
+        times["paper"].append(paper_loop_seconds(args.steps) / args.steps)
         times["mechmem"].append(mechmem_loop(args.steps, logging=False) / args.steps)
         times["mechmem+history"].append(mechmem_loop(args.steps, logging=True) / args.steps)
     best = {k: min(v) for k, v in times.items()}
