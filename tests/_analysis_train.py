@@ -1,6 +1,5 @@
 """A tiny full-batch trainer for the analyzer tests (AdamW, MSE against one-hot targets)."""
 
-import pytest
 import torch
 import torch.nn.functional as F
 
@@ -29,12 +28,3 @@ def train_full_batch(
         opt.step()
     model.eval()
     return model, ds
-
-
-@pytest.fixture(autouse=True, scope="module")
-def one_thread():
-    """These tensors are tiny: one thread is faster, and far faster on a busy machine."""
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)

@@ -6,7 +6,6 @@ import sys
 
 import pytest
 import torch
-from _analysis_train import one_thread  # noqa: F401
 
 from mechmem import (
     Checkpoint,
@@ -18,6 +17,8 @@ from mechmem import (
     save_checkpoint,
 )
 from mechmem.cli import main
+
+pytestmark = pytest.mark.usefixtures("one_thread")
 
 PRUNING_KEYS = {"fraction", "corrupted_memorized", "corrupted_true", "clean_train", "train", "test"}
 

@@ -5,7 +5,6 @@ import math
 
 import pytest
 import torch
-from _analysis_train import one_thread  # noqa: F401
 
 from mechmem import HookedMLP, MLPConfig, analyze, make_dataset
 from mechmem.analysis import (
@@ -16,6 +15,8 @@ from mechmem.analysis import (
     pruning_curves,
 )
 from mechmem.analysis.accuracy import METRICS
+
+pytestmark = pytest.mark.usefixtures("one_thread")
 
 
 @pytest.fixture

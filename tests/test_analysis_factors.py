@@ -5,7 +5,6 @@ import math
 import numpy as np
 import pytest
 import torch
-from _analysis_train import one_thread  # noqa: F401
 
 from mechmem import HookedMLP, MLPConfig, analytic_solution, make_dataset
 from mechmem.analysis import (
@@ -17,6 +16,8 @@ from mechmem.analysis import (
     ipr_scores,
 )
 from mechmem.analysis.batchnorm import pearson, ranks, spearman
+
+pytestmark = pytest.mark.usefixtures("one_thread")
 
 
 def _bn_model(width=12, seed=0):

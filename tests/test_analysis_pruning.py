@@ -4,7 +4,7 @@ import copy
 
 import pytest
 import torch
-from _analysis_train import one_thread, train_full_batch  # noqa: F401
+from _analysis_train import train_full_batch
 
 from mechmem import HookedMLP, MLPConfig, make_dataset
 from mechmem.analysis import (
@@ -15,6 +15,8 @@ from mechmem.analysis import (
     pruning_curves,
 )
 from mechmem.analysis.accuracy import METRICS
+
+pytestmark = pytest.mark.usefixtures("one_thread")
 
 
 @pytest.fixture(scope="module")

@@ -5,12 +5,14 @@ import math
 import numpy as np
 import pytest
 import torch
-from _analysis_train import one_thread, train_full_batch  # noqa: F401
+from _analysis_train import train_full_batch
 
 from mechmem import HookedMLP, MLPConfig, analytic_solution
 from mechmem.analysis import classify_neurons, fourier, ipr_scores
 from mechmem.analysis.neurons import otsu_threshold
 from mechmem.data import OPERATIONS, primitive_root
+
+pytestmark = pytest.mark.usefixtures("one_thread")
 
 OPS = tuple(OPERATIONS)
 

@@ -22,14 +22,7 @@ LONG_FLAGS = TINY + ["--steps", "3000", "--eval-every", "50", "--snapshot-every"
                      "--batch-size", "100", "--dropout", "0.2"]
 
 
-@pytest.fixture(autouse=True)
-def _one_thread():
-    # Tiny models run fastest on one thread, and a shared CPU makes OpenMP barriers of two
-    # threads very slow; restored after each test.
-    before = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(before)
+pytestmark = pytest.mark.usefixtures("one_thread")
 
 
 def _cli(capsys, *argv):

@@ -17,14 +17,7 @@ TINY = TrainConfig(p=23, width=32, corrupt_frac=0.3, weight_decay=1.0, steps=60,
 NOISY = TINY.replace(batch_size=50, dropout=0.3, norm="batchnorm", steps=40)
 
 
-@pytest.fixture(autouse=True)
-def _one_thread():
-    # Tiny models run fastest on one thread, and a shared CPU makes OpenMP barriers of two
-    # threads very slow; restored after each test.
-    before = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(before)
+pytestmark = pytest.mark.usefixtures("one_thread")
 
 
 def _same_run(a: Checkpoint, b: Checkpoint) -> None:

@@ -1,0 +1,13 @@
+"""Shared fixtures."""
+
+import pytest
+
+from mechmem.analysis._common import single_thread
+
+
+@pytest.fixture(scope="module")
+def one_thread():
+    """Tiny tensors run fastest on one intra-op thread, far faster on a busy machine; the
+    thread count is restored after the module. Use with `pytestmark`."""
+    with single_thread():
+        yield
