@@ -16,6 +16,7 @@ See docs/checkpoint.md for every field.
 import dataclasses
 import os
 import pickle
+import re
 import warnings
 import zipfile
 from collections.abc import Mapping
@@ -137,13 +138,17 @@ def _read(path: Path) -> Any:
             warnings.simplefilter("ignore")
             return torch.load(path, map_location="cpu", weights_only=True)
     except pickle.UnpicklingError as e:
-        reason = str(e).strip().splitlines()[0] if str(e).strip() else type(e).__name__
-        if "Unsupported global" in str(e) or "Weights only load failed" in str(e):
+        found = re.search(r"GLOBAL ([\w.]+)", str(e))
+        if found:  # the pickle asks to import something: the mark of code it would run
             raise ValueError(
-                f"{path}: refused to load: it contains Python objects beyond tensors and plain "
-                "containers, and mechmem never unpickles code (weights_only=True)."
+                f"{path}: refused to load: it asks for the Python object {found.group(1)}, "
+                "beyond tensors and plain containers, and mechmem never unpickles code "
+                "(weights_only=True)."
             ) from None
-        raise ValueError(f"{path}: not a readable checkpoint ({reason}).") from None
+        raise ValueError(
+            f"{path}: not a mechmem checkpoint: its contents are not tensors and plain "
+            "containers written by torch.save; nothing in it was run."
+        ) from None
     except (EOFError, zipfile.BadZipFile) as e:
         raise ValueError(f"{path}: truncated or corrupt checkpoint ({type(e).__name__}).") from None
     except RuntimeError as e:
@@ -152,9 +157,10 @@ def _read(path: Path) -> Any:
             raise ValueError(f"{path}: truncated or corrupt checkpoint file.") from None
         first = str(e).strip().splitlines()[0] if str(e).strip() else "unknown error"
         raise ValueError(f"{path}: not a readable checkpoint ({first}).") from None
-    except (OSError, ValueError, TypeError, AttributeError, ImportError, IndexError) as e:
-        first = str(e).strip().splitlines()[0] if str(e).strip() else type(e).__name__
-        raise ValueError(f"{path}: not a readable checkpoint ({first}).") from None
+    except Exception as e:  # anything else the unpickler trips on: not a checkpoint
+        first = str(e).strip().splitlines()[0] if str(e).strip() else ""
+        reason = f"{type(e).__name__}: {first}" if first else type(e).__name__
+        raise ValueError(f"{path}: not a readable checkpoint ({reason}).") from None
 
 
 def _describe_foreign(obj: Any) -> str:

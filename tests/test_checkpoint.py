@@ -102,7 +102,7 @@ def test_hostile_pickle_is_refused_and_runs_nothing(tmp_path):
     marker = tmp_path / "pwned"
     path = tmp_path / "evil.pt"
     torch.save({"format": "mechmem.checkpoint", "version": 1, "x": _Evil(marker)}, path)
-    with pytest.raises(ValueError, match="refused to load.*never unpickles code"):
+    with pytest.raises(ValueError, match="refused to load: it asks for .*system.*never unpickles"):
         load_checkpoint(path)
     assert not marker.exists()
     raw = tmp_path / "evil.pkl"
@@ -118,6 +118,14 @@ def test_truncated_file(tmp_path):
     for cut in (len(data) // 2, 100, 0):
         path.write_bytes(data[:cut])
         with pytest.raises(ValueError, match="a.pt: (truncated or corrupt|not a readable)"):
+            load_checkpoint(path)
+
+
+def test_garbage_is_not_called_hostile(tmp_path):
+    path = tmp_path / "notes.pt"
+    for text in ("just some text\n", "garbage\n"):
+        path.write_text(text)
+        with pytest.raises(ValueError, match="notes.pt: not a (mechmem|readable) checkpoint"):
             load_checkpoint(path)
 
 
