@@ -4,11 +4,11 @@ import math
 from dataclasses import dataclass
 
 import torch
-from jaxtyping import Bool, Complex, Float, Int
+from jaxtyping import Bool, Float, Int
 from torch import Tensor, nn
 
 from ..data import task_coordinates
-from .spectrum import CONVENTIONS, fourier_basis, neuron_weights, spectrum
+from .spectrum import neuron_spectra
 
 
 @dataclass(frozen=True)
@@ -52,19 +52,6 @@ def wrap_phase(x: Float[Tensor, "*batch"]) -> Float[Tensor, "*batch"]:
     return math.pi - torch.remainder(math.pi - x, 2 * math.pi)
 
 
-def coefficients(
-    model: nn.Module, op: str, convention: str = "rfft"
-) -> tuple[Complex[Tensor, "neurons freqs"], ...]:
-    """Complex Fourier coefficients of U rows, V rows and W columns in the task's basis."""
-    if convention not in CONVENTIONS:
-        raise ValueError(f"`convention` must be 'rfft' or 'dft', got {convention!r}.")
-    coords = task_coordinates(op, model.cfg.p)
-    out = []
-    for x, c in zip(neuron_weights(model), (coords.a, coords.b, coords.out), strict=True):
-        out.append(spectrum(x.cpu(), fourier_basis(c, coords.period, convention)))
-    return tuple(out)
-
-
 def fourier(model: nn.Module, op: str, *, convention: str = "rfft") -> FourierResult:
     """Fourier decomposition of every hidden neuron of `model` for the task `op`.
 
@@ -81,7 +68,7 @@ def fourier(model: nn.Module, op: str, *, convention: str = "rfft") -> FourierRe
         >>> f.freq_counts[1:].tolist()[:3]   # neurons per frequency 1, 2, 3
         [11, 11, 11]
     """
-    cu, cv, cw = coefficients(model, op, convention)
+    cu, cv, cw = (c.cpu() for c in neuron_spectra(model, op, convention))
     period = task_coordinates(op, model.cfg.p).period
     pu, pv, pw = (c.abs() ** 2 for c in (cu, cv, cw))
     n, f = pu.shape

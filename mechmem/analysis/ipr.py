@@ -9,15 +9,7 @@ from torch import nn
 
 from ..data import task_coordinates
 from ..models.analytic import analytic_solution
-from .spectrum import (
-    CONVENTIONS,
-    Convention,
-    fourier_basis,
-    ipr,
-    n_frequencies,
-    neuron_ipr,
-    spectrum,
-)
+from .spectrum import fourier_basis, ipr, n_frequencies, neuron_ipr, spectrum
 
 _N_RANDOM = 512  # random vectors averaged for the random-level reference
 
@@ -63,7 +55,7 @@ class IPRResult:
 
 
 def reference_levels(
-    op: str, p: int, *, r: float = 2.0, convention: Convention = "rfft"
+    op: str, p: int, *, r: float = 2.0, convention: str = "rfft"
 ) -> tuple[float, float]:
     """(random, periodic): the mean combined IPR of Gaussian random neurons (seeded, so
     deterministic) and of the analytic solution's neurons, for this task and convention."""
@@ -102,10 +94,7 @@ def ipr_scores(
         >>> round(res.mean, 6), res.dead
         (1.0, 0)
     """
-    if convention not in CONVENTIONS:
-        raise ValueError(f"`convention` must be 'rfft' or 'dft', got {convention!r}.")
-    u, v, w = neuron_ipr(model, op, r=r, convention=convention)
-    u, v, w = u.cpu(), v.cpu(), w.cpu()
+    u, v, w = (x.cpu() for x in neuron_ipr(model, op, r=r, convention=convention))
     combined = (u + v + w) / 3
     dead_mask = torch.isnan(combined)
     nonfinite = torch.zeros_like(dead_mask)

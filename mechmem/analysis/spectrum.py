@@ -13,7 +13,6 @@ Conventions (see docs/analyzers.md):
 """
 
 import math
-from typing import Literal
 
 import torch
 from jaxtyping import Complex, Float, Int
@@ -21,16 +20,15 @@ from torch import Tensor
 
 from ..data import task_coordinates
 
-Convention = Literal["rfft", "dft"]
 CONVENTIONS = ("rfft", "dft")
 
 
-def n_frequencies(period: int, convention: Convention) -> int:
+def n_frequencies(period: int, convention: str) -> int:
     return period // 2 + 1 if convention == "rfft" else period
 
 
 def fourier_basis(
-    coords: Int[Tensor, " p"], period: int, convention: Convention = "rfft"
+    coords: Int[Tensor, " p"], period: int, convention: str = "rfft"
 ) -> Complex[Tensor, "p freqs"]:
     """The matrix E with E[r, s] = exp(-2 pi i s c(r) / P); zero rows where c(r) < 0."""
     if convention not in CONVENTIONS:
@@ -72,16 +70,24 @@ def neuron_weights(model: torch.nn.Module) -> tuple[Tensor, Tensor, Tensor]:
     return model.U.detach(), model.V.detach(), model.W.detach().T
 
 
-def neuron_ipr(
-    model: torch.nn.Module, op: str, *, r: float = 2.0, convention: Convention = "rfft"
-) -> tuple[Float[Tensor, " neurons"], Float[Tensor, " neurons"], Float[Tensor, " neurons"]]:
-    """IPR of each neuron's U row, V row and W column under the task's Fourier basis."""
+def neuron_spectra(
+    model: torch.nn.Module, op: str, convention: str = "rfft"
+) -> tuple[Complex[Tensor, "neurons freqs"], ...]:
+    """Complex coefficients of every neuron's U row, V row and W column in the task's basis."""
     coords = task_coordinates(op, model.cfg.p)
     out = []
     for x, c in zip(neuron_weights(model), (coords.a, coords.b, coords.out), strict=True):
         basis = fourier_basis(c.to(x.device), coords.period, convention).to(x.device)
-        out.append(ipr(spectrum(x, basis).abs(), r))
-    return out[0], out[1], out[2]
+        out.append(spectrum(x, basis))
+    return tuple(out)
+
+
+def neuron_ipr(
+    model: torch.nn.Module, op: str, *, r: float = 2.0, convention: str = "rfft"
+) -> tuple[Float[Tensor, " neurons"], Float[Tensor, " neurons"], Float[Tensor, " neurons"]]:
+    """IPR of each neuron's U row, V row and W column under the task's Fourier basis."""
+    u, v, w = (ipr(c.abs(), r) for c in neuron_spectra(model, op, convention))
+    return u, v, w
 
 
 def mean_ipr(model: torch.nn.Module, op: str) -> float:
