@@ -11,14 +11,15 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from mechmem import HookedMLP, TrainConfig, make_dataset
+from mechmem import TrainConfig, make_dataset
+from mechmem.train import initial_model
 
 
 def paper_loop(config: TrainConfig) -> tuple[Callable[[], None], Callable[[], tuple[float, float]]]:
     """(step, accuracies): one training step, and (train, test) accuracy of the current weights."""
     p = config.p
     ds = make_dataset(config.dataset_spec())
-    init = HookedMLP(config.model_config(), seed=config.seed)
+    init = initial_model(config)
 
     def one_hot(pairs: torch.Tensor) -> torch.Tensor:
         return torch.cat([F.one_hot(pairs[:, 0], p), F.one_hot(pairs[:, 1], p)], dim=1).float()

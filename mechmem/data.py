@@ -9,6 +9,8 @@ import torch
 from jaxtyping import Bool, Int
 from torch import Tensor
 
+from .seeding import check_seeding, paper_label_generator, paper_pair_order
+
 OPERATIONS: dict[str, str] = {
     "add": "(a + b) mod p",
     "sub": "(a - b) mod p",
@@ -51,6 +53,9 @@ class DatasetSpec:
         train_frac: alpha, the fraction of all pairs used for training, in (0, 1).
         corrupt_frac: xi, the fraction of training examples given a random label, in [0, 1).
         seed: seeds the split and the corruption.
+        seeding: "mechmem" (seeded torch generators) or "paper" (the random calls of the
+            authors' code: with seed 0, their exact split and corrupted labels); see
+            `mechmem.seeding`.
         corruption: "uniform" draws corrupted labels from all p classes, so about 1/p of them
             keep the true label by chance (the paper's convention); "exclude_true" forces a
             label different from the true one.
@@ -64,6 +69,7 @@ class DatasetSpec:
     corrupt_frac: float = 0.0
     seed: int = 0
     corruption: str = "uniform"
+    seeding: str = "mechmem"
 
     def __post_init__(self) -> None:
         if self.op not in OPERATIONS:
@@ -84,8 +90,9 @@ class DatasetSpec:
             raise ValueError(
                 f"`corruption` must be 'uniform' or 'exclude_true', got {self.corruption!r}."
             )
+        check_seeding(self.seeding)
         n_pairs = self.p * (self.p - 1) if self.op == "div" else self.p * self.p
-        n_train = round(self.train_frac * n_pairs)
+        n_train = _n_train(self, n_pairs)
         if not 1 <= n_train < n_pairs:
             raise ValueError(
                 f"`train_frac`={self.train_frac} leaves an empty train or test set "
@@ -186,6 +193,13 @@ class ModularDataset:
                    corrupted.clone())
 
 
+def _n_train(spec: DatasetSpec, n_pairs: int) -> int:
+    # The authors' code truncates alpha * n; mechmem rounds it.
+    if spec.seeding == "paper":
+        return math.floor(spec.train_frac * n_pairs)
+    return round(spec.train_frac * n_pairs)
+
+
 def all_pairs(op: str, p: int) -> tuple[Int[Tensor, "pairs 2"], Int[Tensor, " pairs"]]:
     """Every input pair of the task in row-major order, and its true label."""
     a, b = torch.meshgrid(torch.arange(p), torch.arange(p), indexing="ij")
@@ -200,6 +214,8 @@ def make_dataset(spec: DatasetSpec | None = None, **kwargs: object) -> ModularDa
     """Build the split and the corrupted labels of a modular-arithmetic task.
 
     Exactly floor(corrupt_frac * n_train) training examples are corrupted, chosen at random.
+    With `seeding="paper"` the training set is the first floor(alpha * n) pairs of the authors'
+    shuffle, in that order, and its first floor(xi * n_train) examples are the corrupted ones.
 
     Args:
         spec: the dataset to build; or pass `DatasetSpec` fields as keyword arguments.
@@ -218,25 +234,53 @@ def make_dataset(spec: DatasetSpec | None = None, **kwargs: object) -> ModularDa
         raise TypeError("Pass either a DatasetSpec or its fields as keywords, not both.")
     pairs, labels = all_pairs(spec.op, spec.p)
     n = pairs.shape[0]
-    gen = torch.Generator().manual_seed(spec.seed)
-    perm = torch.randperm(n, generator=gen)
-    n_train = round(spec.train_frac * n)
-    train_idx = perm[:n_train].sort().values
-    test_idx = perm[n_train:].sort().values
-
+    n_train = _n_train(spec, n)
     n_corrupt = math.floor(spec.corrupt_frac * n_train)
-    corrupt_pos = torch.randperm(n_train, generator=gen)[:n_corrupt]
+    if spec.seeding == "paper":
+        # The training set stays in the authors' shuffled order (their minibatches index it);
+        # their corrupted examples are its first n_corrupt.
+        order = paper_pair_order(n, spec.seed)
+        train_idx = order[:n_train].clone()
+        test_idx = order[n_train:].sort().values
+        corrupt_pos = torch.arange(n_corrupt)
+        gen = paper_label_generator(spec.seed)
+    else:
+        gen = torch.Generator().manual_seed(spec.seed)
+        perm = torch.randperm(n, generator=gen)
+        train_idx = perm[:n_train].sort().values
+        test_idx = perm[n_train:].sort().values
+        corrupt_pos = torch.randperm(n_train, generator=gen)[:n_corrupt]
     corrupted = torch.zeros(n_train, dtype=torch.bool)
     corrupted[corrupt_pos] = True
     train_labels = labels[train_idx].clone()
-    if spec.corruption == "uniform":
-        noise = torch.randint(0, spec.p, (n_corrupt,), generator=gen)
-    else:
-        # A shift in 1..p-1 lands on any label but the true one, uniformly.
-        shift = torch.randint(1, spec.p, (n_corrupt,), generator=gen)
-        noise = (train_labels[corrupt_pos] + shift) % spec.p
-    train_labels[corrupt_pos] = noise
+    train_labels[corrupt_pos] = _corrupt(spec, train_labels[corrupt_pos], gen)
     return ModularDataset(spec, pairs, labels, train_idx, test_idx, train_labels, corrupted)
+
+
+def _corrupt(spec: DatasetSpec, true: Int[Tensor, " k"], gen: torch.Generator) -> Tensor:
+    if spec.corruption == "uniform":
+        return torch.randint(0, spec.p, true.shape, generator=gen)
+    # A shift in 1..p-1 lands on any label but the true one, uniformly.
+    shift = torch.randint(1, spec.p, true.shape, generator=gen)
+    return (true + shift) % spec.p
+
+
+def paper_init_stream(spec: DatasetSpec) -> torch.Generator:
+    """The authors' torch stream after their label draw, the one their notebook initializes from.
+
+    Args:
+        spec: a dataset with `seeding="paper"`.
+
+    Returns:
+        A fresh generator; pass it to `HookedMLP.reset_parameters(paper_stream=...)`.
+    """
+    if spec.seeding != "paper":
+        raise ValueError(f"paper_init_stream needs seeding='paper', got {spec.seeding!r}.")
+    n = all_pairs(spec.op, spec.p)[0].shape[0]
+    n_corrupt = math.floor(spec.corrupt_frac * _n_train(spec, n))
+    gen = paper_label_generator(spec.seed)
+    _corrupt(spec, torch.zeros(n_corrupt, dtype=torch.int64), gen)
+    return gen
 
 
 def primitive_root(p: int) -> int:

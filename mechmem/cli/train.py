@@ -9,6 +9,7 @@ from typing import Any
 
 from ..checkpoint import Checkpoint
 from ..data import OPERATIONS
+from ..seeding import SEEDINGS
 from ..train.config import DEVICES, LOSSES, OPTIMIZERS, TrainConfig
 from ..train.loop import TrainingInterrupted, resume, train
 from ..train.presets import PRESETS, preset
@@ -17,7 +18,7 @@ from ..train.presets import PRESETS, preset
 _FIELDS = (
     "op", "p", "train_frac", "corrupt_frac", "corruption", "width", "act", "bias", "dropout",
     "dropout_site", "norm", "loss", "optimizer", "lr", "weight_decay", "batch_size", "steps",
-    "seed", "eval_every", "snapshot_every", "name", "device",
+    "seed", "seeding", "eval_every", "snapshot_every", "name", "device",
 )
 
 
@@ -68,6 +69,9 @@ def register(sub: argparse._SubParsersAction) -> None:
                      help="scale steps by 256/bs and lr by sqrt(bs/256), as the paper does")
     opt.add_argument("--steps", type=int, help="optimizer steps (default 2000)")
     opt.add_argument("--seed", type=int, help="seeds data, init, batches, dropout (default 0)")
+    opt.add_argument("--seeding", choices=list(SEEDINGS),
+                     help="mechmem's own random streams (default) or the paper code's: with "
+                     "--seed 0, the authors' exact split, labels, init and batch order")
     run = p.add_argument_group("recording and output")
     run.add_argument("--eval-every", type=int, help="history interval in steps (default 20)")
     run.add_argument("--snapshot-every", type=_snapshot_every, metavar="K",

@@ -7,6 +7,7 @@ checkpoints, interruption).
 
 from .config import TrainConfig as TrainConfig
 from .loop import TrainingInterrupted as TrainingInterrupted
+from .loop import initial_model as initial_model
 from .loop import resume as resume
 from .loop import train as train
 from .metrics import HISTORY_KEYS as HISTORY_KEYS

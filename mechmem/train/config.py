@@ -7,6 +7,7 @@ from typing import Any, Literal
 
 from ..data import DatasetSpec
 from ..models.mlp import MLPConfig
+from ..seeding import check_seeding
 
 Loss = Literal["mse", "ce"]
 Optimizer = Literal["adamw", "adam", "sgd"]
@@ -44,6 +45,9 @@ class TrainConfig:
             walk a fresh seeded permutation each epoch. See `with_paper_minibatch_rule`.
         steps: optimizer steps.
         seed: seeds the split, the corruption, the init, the minibatch order and dropout.
+        seeding: how `seed` becomes random draws: "mechmem" (its own seeded generators) or
+            "paper" (the random calls of the authors' code: with seed 0, their exact split,
+            corrupted labels, initial weights and CPU minibatch order; see `mechmem.seeding`).
         eval_every: record `history` every this many steps (and at step 0 and the end).
         snapshot_every: store U, V, W every this many steps (and at step 0 and the end), or None
             for no snapshots.
@@ -73,6 +77,7 @@ class TrainConfig:
     batch_size: int | Literal["full"] = "full"
     steps: int = 2000
     seed: int = 0
+    seeding: str = "mechmem"
     # An evaluation (test forward, metrics, IPR) costs ~9 ms, about 0.7 steps at the defaults:
     # every 20 steps keeps history under 5% of the run (benchmarks/bench_train_speed.py).
     eval_every: int = 20
@@ -90,6 +95,7 @@ class TrainConfig:
             raise ValueError(
                 f"`optimizer` must be one of {', '.join(OPTIMIZERS)}, got {self.optimizer!r}."
             )
+        check_seeding(self.seeding)
         if self.device not in DEVICES:
             raise ValueError(f"`device` must be one of {', '.join(DEVICES)}, got {self.device!r}.")
         for field in ("lr", "eps", "weight_decay"):
@@ -136,6 +142,7 @@ class TrainConfig:
             corrupt_frac=self.corrupt_frac,
             seed=self.seed,
             corruption=self.corruption,
+            seeding=self.seeding,
         )
 
     def model_config(self) -> MLPConfig:

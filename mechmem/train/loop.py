@@ -7,7 +7,8 @@ holds exactly the record of states 0..s and resuming from it replays steps s, s 
 the same operations: on CPU the result is bit-identical to an uninterrupted run.
 
 All randomness derives from `config.seed` and the step or epoch number (dropout masks, minibatch
-order), so resuming needs only the weights and the optimizer state.
+order; under the "paper" seeding the minibatch order replays the authors' stream from its seed),
+so resuming needs only the weights and the optimizer state.
 """
 
 import os
@@ -24,8 +25,9 @@ from tqdm.auto import tqdm
 
 from .._files import check_destination
 from ..checkpoint import Checkpoint, load_checkpoint, save_checkpoint
-from ..data import ModularDataset, make_dataset
+from ..data import ModularDataset, make_dataset, paper_init_stream
 from ..models.mlp import HookedMLP
+from ..seeding import paper_init
 from .config import TrainConfig
 from .engine import (
     Batch,
@@ -119,10 +121,23 @@ def train(
     config = TrainConfig() if config is None else config
     out = _check_out(out, overwrite, checkpoint_every)
     dataset = make_dataset(config.dataset_spec())
-    model = HookedMLP(config.model_config(), seed=config.seed)
+    model = initial_model(config)
     meta = {"name": config.name, "checkpoint_every": checkpoint_every or 0}
     return _run(config, dataset, model, {k: [] for k in HISTORY_KEYS}, {}, 0, None, meta,
                 out, checkpoint_every, progress)
+
+
+def initial_model(config: TrainConfig) -> HookedMLP:
+    """The network a run of `config` starts from (step 0), in training mode.
+
+    Example:
+        >>> initial_model(TrainConfig(width=64)).U.shape
+        torch.Size([64, 97])
+    """
+    model = HookedMLP(config.model_config(), seed=config.seed)
+    if config.seeding == "paper":
+        model.reset_parameters(config.seed, paper_stream=paper_init_stream(config.dataset_spec()))
+    return model
 
 
 def resume(
@@ -180,8 +195,12 @@ def _check_out(out: Any, overwrite: bool, every: int | None) -> Path | None:
 
 
 class _Batches:
-    """Full batch, or seeded minibatches: epoch e walks randperm(seed, e) in batches of the
-    same size, the remainder dropped (as the paper's code does)."""
+    """Full batch, or minibatches: each epoch walks a fresh permutation of the training set in
+    batches of the same size, the remainder dropped (as the paper's code does).
+
+    The permutation of epoch e is drawn from a generator seeded by (seed, e); under the "paper"
+    seeding the permutations continue the authors' torch stream after the init, one per epoch.
+    """
 
     def __init__(self, config: TrainConfig, dataset: ModularDataset, device: torch.device):
         pairs = dataset.train_pairs.to(device)
@@ -192,20 +211,41 @@ class _Batches:
             config.batch_size, dataset.n_train)
         self.per_epoch = dataset.n_train // self.size
         self.is_full = self.size == dataset.n_train
-        self.seed, self.device = config.seed, device
+        self.config, self.device = config, device
         self._epoch, self._perm = -1, torch.empty(0, dtype=torch.int64)
+        self._stream: torch.Generator | None = None
+
+    def _permutation(self, epoch: int) -> torch.Tensor:
+        n = self.full.m.shape[0]
+        if self.config.seeding != "paper":
+            gen = torch.Generator().manual_seed(_seed(self.config.seed, 1, epoch))
+            return torch.randperm(n, generator=gen)
+        if self._stream is None or epoch <= self._epoch:
+            # Replay from the start: the stream after the init, then epochs 0..epoch-1.
+            self._stream = _paper_stream_after_init(self.config)
+            self._epoch = -1
+        perm = torch.randperm(n, generator=self._stream)
+        for _ in range(epoch - self._epoch - 1):
+            perm = torch.randperm(n, generator=self._stream)
+        return perm
 
     def __call__(self, step: int) -> Batch:
         if self.is_full:
             return self.full
         epoch, k = divmod(step, self.per_epoch)
         if epoch != self._epoch:
-            gen = torch.Generator().manual_seed(_seed(self.seed, 1, epoch))
-            self._perm = torch.randperm(self.full.m.shape[0], generator=gen).to(self.device)
+            self._perm = self._permutation(epoch).to(self.device)
             self._epoch = epoch
         idx = self._perm[k * self.size:(k + 1) * self.size]
         f = self.full
         return Batch(f.m[idx], f.n[idx], f.labels[idx], f.target[idx])
+
+
+def _paper_stream_after_init(config: TrainConfig) -> torch.Generator:
+    stream = paper_init_stream(config.dataset_spec())
+    cfg = config.model_config()
+    paper_init(cfg.width, cfg.p, cfg.normal_init_std, stream)
+    return stream
 
 
 def _run(config: TrainConfig, dataset: ModularDataset, model: HookedMLP,
