@@ -6,7 +6,8 @@ Did this network memorize, generalize, or both? Headline names:
 - models: `MLPConfig`, `HookedMLP`, `analytic_solution`
 - hooks: `HookPoint`, `HookedRootModule`
 - checkpoints: `Checkpoint`, `load_checkpoint`, `save_checkpoint`
-- training: `TrainConfig`, `train` (more in `mechmem.train`: `resume`, `preset`, `PRESETS`)
+- training: `TrainConfig`, `train` (more in `mechmem.train`: `resume`, `preset`, `PRESETS`,
+  `initial_model`)
 - analysis: `analyze` (the analyzers themselves live in `mechmem.analysis`)
 """
 
