@@ -158,3 +158,11 @@ def test_configs_stored_before_seeding_existed_load_as_mechmem():
     spec = DatasetSpec().to_dict()
     del spec["seeding"]
     assert DatasetSpec(**spec).seeding == "mechmem"
+
+
+def test_info_names_the_seeding(tmp_path, capsys):
+    config = TrainConfig(p=23, width=16, corrupt_frac=0.3, steps=2, seeding="paper",
+                         device="cpu")
+    train(config, out=tmp_path / "a.pt")
+    assert main(["info", str(tmp_path / "a.pt")]) == 0
+    assert "seed=0 seeding=paper train=264 corrupted=79" in capsys.readouterr().out

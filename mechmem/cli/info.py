@@ -21,8 +21,8 @@ def run(args: argparse.Namespace) -> int:
     print(f"model       width={cfg.width} act={cfg.act} norm={cfg.norm} dropout={cfg.dropout}"
           f" bias={cfg.bias}")
     print(f"dataset     op={ds.spec.op} p={ds.p} alpha={ds.spec.train_frac}"
-          f" xi={ds.spec.corrupt_frac} seed={ds.spec.seed} train={ds.n_train}"
-          f" corrupted={ds.n_corrupted}")
+          f" xi={ds.spec.corrupt_frac} seed={ds.spec.seed} seeding={ds.spec.seeding}"
+          f" train={ds.n_train} corrupted={ds.n_corrupted}")
     print(f"step        {ckpt.step}")
     if ckpt.history:
         print(f"history     {len(ckpt.history.get('step', []))} evaluations:"
