@@ -103,7 +103,7 @@ def main() -> None:
         order = removal_orders(a.ipr)["random"].tolist()
         n = model.cfg.width
         t = time.perf_counter()
-        _forward(model, ds.pairs, order[:59], ds)
+        _forward(model, ds.pairs, order[:59])
         per_point = (time.perf_counter() - t) / 60
         print(f"  naive pruning: {per_point * 1e3:.1f} ms per forward point -> "
               f"{per_point * 3 * (n + 1):.1f} s for the three curves (fast path: "

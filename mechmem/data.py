@@ -153,6 +153,12 @@ class ModularDataset:
     def train_true_labels(self) -> Int[Tensor, " train"]:
         return self.labels[self.train_idx]
 
+    @property
+    def mislabelled(self) -> Bool[Tensor, " train"]:
+        """Training examples whose label differs from the true one (corrupted ones whose random
+        label did not land on the truth by chance), aligned with `train_idx`."""
+        return self.train_labels != self.train_true_labels
+
     def to_dict(self) -> dict[str, object]:
         """Plain containers and tensors only, as stored in checkpoints."""
         return {
@@ -272,7 +278,7 @@ def paper_init_stream(spec: DatasetSpec) -> torch.Generator:
         spec: a dataset with `seeding="paper"`.
 
     Returns:
-        A fresh generator; pass it to `HookedMLP.reset_parameters(paper_stream=...)`.
+        A fresh generator; `mechmem.seeding.paper_init` draws the initial weights from it.
     """
     if spec.seeding != "paper":
         raise ValueError(f"paper_init_stream needs seeding='paper', got {spec.seeding!r}.")

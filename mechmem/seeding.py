@@ -4,7 +4,7 @@ Every random choice of a run (split, corrupted labels, initial weights, minibatc
 from `seed` through one of two schemes:
 
 - "mechmem" (the default): seeded `torch.Generator`s, independent streams per purpose.
-- "paper": the random calls of the authors' scripts (github d-doshi/Grokking), replayed with
+- "paper": the random calls of the authors' notebook (github d-doshi/Grokking), replayed with
   private generators. With seed 0 a run gets their split, their corrupted labels, their initial
   weights and (on a CPU) their minibatch order; seed s shifts each of their seeds by s.
     - pairs: the row-major list of (a, b) pairs shuffled by Python's `random.Random(420 + s)`;
@@ -54,16 +54,17 @@ def paper_label_generator(seed: int) -> torch.Generator:
 
 
 def paper_init(
-    width: int, p: int, std: float | None, stream: torch.Generator
+    width: int, p: int, stream: torch.Generator, *, std: float | None, scale: float = 1.0
 ) -> tuple[Float[Tensor, "width p"], Float[Tensor, "width p"], Float[Tensor, "p width"]]:
     """The authors' initial U, V, W, drawn from `stream` as their code draws them.
 
     Args:
         width: hidden neurons N.
         p: the modulus.
-        std: the normal init's standard deviation, or None for `nn.Linear`'s default init.
         stream: the authors' torch stream as it stands before the model is built (see
             `mechmem.data.paper_init_stream`); it is advanced.
+        std: the normal init's standard deviation, or None for `nn.Linear`'s default init.
+        scale: multiplies the initial weights (`MLPConfig.init_scale`).
 
     Returns:
         U and V (each (N, p), the halves of the first layer) and W (p, N).
@@ -74,6 +75,9 @@ def paper_init(
     first.uniform_(-(2 * p) ** -0.5, (2 * p) ** -0.5, generator=stream)
     second.uniform_(-width ** -0.5, width ** -0.5, generator=stream)
     if std is not None:
-        first.normal_(0.0, std, generator=stream)
-        second.normal_(0.0, std, generator=stream)
+        first.normal_(0.0, std * scale, generator=stream)
+        second.normal_(0.0, std * scale, generator=stream)
+    elif scale != 1.0:
+        first.mul_(scale)
+        second.mul_(scale)
     return first[:, :p].clone(), first[:, p:].clone(), second

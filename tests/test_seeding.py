@@ -46,14 +46,20 @@ def _authors_data(p: int, alpha: float, xi: float, seed: int):
     return x[:n_train], y[:n_train], x[n_train:], n_noise
 
 
-def _authors_init(p: int, width: int, normal: bool = True, norm: bool = False):
-    """Their model cell, drawing from wherever torch's global stream stands."""
+def _authors_init(p: int, width: int, normal: bool = True, norm: bool = False,
+                  scale: float = 1.0):
+    """Their model cell, drawing from wherever torch's global stream stands (`scale`: what
+    mechmem's `init_scale` does on top)."""
     fc1 = nn.Linear(2 * p, width, bias=False)
     fc2 = nn.Linear(width, p, bias=False)
     if normal:
         std = 0.25**0.5 / (2 * width) ** (1 / 3)
-        nn.init.normal_(fc1.weight, 0.0, std)
-        nn.init.normal_(fc2.weight, 0.0, std)
+        nn.init.normal_(fc1.weight, 0.0, std * scale)
+        nn.init.normal_(fc2.weight, 0.0, std * scale)
+    elif scale != 1.0:
+        with torch.no_grad():
+            fc1.weight.mul_(scale)
+            fc2.weight.mul_(scale)
     return fc1, fc2, (nn.BatchNorm1d(width) if norm else nn.Identity())
 
 
@@ -79,13 +85,14 @@ def test_mechmem_seeding_is_not_the_authors_split():
     assert not torch.equal(ds.train_pairs, x_train)
 
 
-@pytest.mark.parametrize("init", ["paper", "pytorch"])
-def test_initial_weights_continue_the_label_stream(init):
+@pytest.mark.parametrize(("init", "scale"),
+                         [("paper", 1.0), ("pytorch", 1.0), ("paper", 2.0), ("pytorch", 0.5)])
+def test_initial_weights_continue_the_label_stream(init, scale):
     config = TrainConfig(p=31, width=48, train_frac=0.5, corrupt_frac=0.35, init=init,
-                         seeding="paper")
+                         init_scale=scale, seeding="paper")
     with _global_rng():
         _authors_data(31, 0.5, 0.35, 0)
-        fc1, fc2, _ = _authors_init(31, 48, normal=init == "paper")
+        fc1, fc2, _ = _authors_init(31, 48, normal=init == "paper", scale=scale)
     model = initial_model(config)
     assert torch.equal(model.U.data, fc1.weight[:, :31])
     assert torch.equal(model.V.data, fc1.weight[:, 31:])

@@ -4,7 +4,7 @@ import math
 from dataclasses import dataclass
 
 import torch
-from jaxtyping import Bool, Float
+from jaxtyping import Bool, Float, Int
 from torch import nn
 
 from ..data import task_coordinates
@@ -52,6 +52,12 @@ class IPRResult:
     @property
     def live_mask(self) -> Bool[torch.Tensor, " neurons"]:
         return ~self.dead_mask
+
+    def ranking(self, *, descending: bool = False) -> Int[torch.Tensor, " neurons"]:
+        """Neuron indices by combined IPR; dead neurons count as the lowest, ties keep index
+        order."""
+        key = torch.nan_to_num(self.combined, nan=-torch.inf)
+        return torch.argsort(key, descending=descending, stable=True)
 
 
 def reference_levels(

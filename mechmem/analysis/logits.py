@@ -48,8 +48,7 @@ def corrupted_logits(model: nn.Module, dataset: ModularDataset) -> CorruptedLogi
         >>> res = corrupted_logits(model, ds)
         >>> res.frac_corrupted_wins
     """
-    differs = dataset.corrupted & (dataset.train_labels != dataset.train_true_labels)
-    index = torch.nonzero(differs).squeeze(1)
+    index = torch.nonzero(dataset.mislabelled).squeeze(1)
     pairs = dataset.train_pairs[index]
     with evaluating(model):
         logits = model(pairs.to(model.device)).cpu().to(torch.float64)  # (corrupted, p)

@@ -9,7 +9,7 @@ from torch import Tensor, nn
 from ..data import ModularDataset
 from ._common import evaluating, hidden_activations, predict, single_thread
 from .ablation import ablate
-from .accuracy import METRICS, metrics_from_hits
+from .accuracy import METRICS, metrics_from_hits, metrics_from_predictions
 from .ipr import IPRResult
 
 ORDERS = ("ipr_ascending", "ipr_descending", "random")
@@ -65,12 +65,11 @@ class PruningResult:
 def removal_orders(ipr: IPRResult, *, seed: int = 0) -> dict[str, Int[Tensor, " neurons"]]:
     """The three removal orders. Dead neurons count as the lowest IPR: first when ascending,
     last when descending. Ties keep index order; the random order is a seeded permutation."""
-    key = torch.nan_to_num(ipr.combined, nan=-torch.inf)
     gen = torch.Generator().manual_seed(seed)
     return {
-        "ipr_ascending": torch.argsort(key, stable=True),
-        "ipr_descending": torch.argsort(key, descending=True, stable=True),
-        "random": torch.randperm(key.numel(), generator=gen),
+        "ipr_ascending": ipr.ranking(),
+        "ipr_descending": ipr.ranking(descending=True),
+        "random": torch.randperm(ipr.combined.numel(), generator=gen),
     }
 
 
@@ -163,16 +162,14 @@ def _fast(
     return hit_true.cpu(), hit_rows.cpu()
 
 
-def _forward(
-    model: nn.Module, pairs: Tensor, order: list[int], dataset: ModularDataset
-) -> tuple[Tensor, Tensor]:
-    """Hits after each removal, one forward pass through the ablation hooks per point."""
+def _forward(model: nn.Module, pairs: Tensor, order: list[int]) -> Int[Tensor, "points pairs"]:
+    """Predictions after each removal, one forward pass through the ablation hooks per point."""
     preds = torch.empty(len(order) + 1, pairs.shape[0], dtype=torch.int64)
     with evaluating(model):
         for k in range(len(order) + 1):
             with ablate(model, torch.tensor(order[:k], dtype=torch.long)):
                 preds[k] = predict(model(pairs)).cpu()
-    return preds == dataset.labels, preds[:, dataset.train_idx] == dataset.train_labels
+    return preds
 
 
 def pruning_curves(
@@ -229,7 +226,7 @@ def pruning_curves(
     fraction = torch.arange(width + 1, dtype=torch.float64) / width
     # Corrupted examples whose label differs from the true one: the only training examples
     # where "right vs the trained label" is not "right vs the true label".
-    differs = dataset.train_labels != dataset.train_true_labels
+    differs = dataset.mislabelled
     rows = dataset.train_idx[differs]
     curves = {}
     for name, order in removal_orders(ipr, seed=seed).items():
@@ -239,8 +236,8 @@ def pruning_curves(
                                            dataset.train_labels[differs])
             hit_label = hit_true[:, dataset.train_idx]
             hit_label[:, differs] = hit_rows
+            metrics = metrics_from_hits(hit_true, hit_label, dataset)
         else:
-            hit_true, hit_label = _forward(model, pairs, order.tolist(), dataset)
-        metrics = metrics_from_hits(hit_true, hit_label, dataset)
+            metrics = metrics_from_predictions(_forward(model, pairs, order.tolist()), dataset)
         curves[name] = PruningCurve(order=order, fraction=fraction, **metrics)
     return PruningResult(curves=curves, method=method, seed=seed)

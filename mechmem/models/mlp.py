@@ -9,7 +9,6 @@ from jaxtyping import Float, Int
 from torch import Tensor, nn
 
 from ..hooks import HookedRootModule, HookPoint
-from ..seeding import paper_init
 
 _ACTIVATIONS = ("quad", "relu", "gelu")
 _NORMS = ("none", "batchnorm", "layernorm")
@@ -67,11 +66,6 @@ class MLPConfig:
     def paper_init_std(self) -> float:
         # (16 N)^(-1/3), computed as the authors' code does, to the last bit.
         return 0.5 / (2 * self.width) ** (1 / 3)
-
-    @property
-    def normal_init_std(self) -> float | None:
-        """The std of the "paper" init after `init_scale`; None for the uniform "pytorch" init."""
-        return self.paper_init_std * self.init_scale if self.init == "paper" else None
 
     def to_dict(self) -> dict[str, object]:
         return dataclasses.asdict(self)
@@ -131,26 +125,12 @@ class HookedMLP(HookedRootModule):
         self.reset_parameters(seed)
         self.setup()
 
-    def reset_parameters(self, seed: int, *, paper_stream: torch.Generator | None = None) -> None:
-        """Draw fresh weights from the configured init, reproducibly from `seed`.
-
-        Args:
-            seed: seeds the draw.
-            paper_stream: replay the authors' init calls on this torch stream instead of
-                drawing from `seed` (see `mechmem.seeding`; `mechmem.data.paper_init_stream`
-                gives the stream of a dataset, with which seed 0 yields their initial weights).
-        """
+    def reset_parameters(self, seed: int) -> None:
+        """Draw fresh weights from the configured init, reproducibly from `seed`."""
         gen = torch.Generator().manual_seed(seed)
         cfg = self.cfg
         with torch.no_grad():
-            if paper_stream is not None:
-                std = cfg.normal_init_std
-                U, V, W = paper_init(cfg.width, cfg.p, std, paper_stream)
-                if std is None and cfg.init_scale != 1.0:
-                    U, V, W = (w * cfg.init_scale for w in (U, V, W))
-                for w, value in ((self.U, U), (self.V, V), (self.W, W)):
-                    w.copy_(value)
-            elif cfg.init == "paper":
+            if cfg.init == "paper":
                 std = cfg.paper_init_std * cfg.init_scale
                 for w in (self.U, self.V, self.W):
                     w.copy_(torch.randn(w.shape, generator=gen) * std)

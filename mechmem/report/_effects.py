@@ -24,13 +24,6 @@ PRUNING_ORDERS = (
 )
 
 
-def _at(curve: Any, metric: str, fraction: float) -> float:
-    """A pruning curve's metric at the first point with at least `fraction` removed."""
-    k = int(torch.searchsorted(curve.fraction.detach().to(torch.float64), fraction))
-    k = min(k, curve.fraction.numel() - 1)
-    return float(getattr(curve, metric)[k])
-
-
 def pruning_panel(analysis: Any) -> Panel:
     """Accuracies as neurons are removed in each of the three orders, one panel per order."""
     curves = analysis.pruning.curves
@@ -56,15 +49,15 @@ def pruning_panel(analysis: Any) -> Panel:
                                      "tickformat": ".0%",
                                      **({"title": {"text": "accuracy"}} if i == 0 else {})}
     layout["annotations"] = panel_titles([t for _, t in PRUNING_ORDERS], domains)
-    asc = curves["ipr_ascending"]
-    desc = curves["ipr_descending"]
+    asc60 = curves["ipr_ascending"].at(0.6)
+    desc30 = curves["ipr_descending"].at(0.3)
     caption = (
         "Accuracies as hidden neurons are zeroed one at a time without retraining, in three "
         "orders: removing the least periodic neurons first erases memorization while test "
         "accuracy holds (here, at 60% removed: memorization "
-        f"{percent(_at(asc, 'corrupted_memorized', 0.6))}, test "
-        f"{percent(_at(asc, 'test', 0.6))}), removing the most periodic first destroys "
-        f"generalization (test {percent(_at(desc, 'test', 0.3))} at 30% removed), and the "
+        f"{percent(asc60['corrupted_memorized'])}, test "
+        f"{percent(asc60['test'])}), removing the most periodic first destroys "
+        f"generalization (test {percent(desc30['test'])} at 30% removed), and the "
         "random order is the control."
     )
     return Panel("pruning", "Pruning curves", caption, {"data": traces, "layout": layout})
@@ -110,9 +103,8 @@ def logits_panel(analysis: Any) -> Panel:
                  "y1": hi, "line": {"color": "#999", "dash": "dot", "width": 1}}],
         annotations=panel_titles(["distribution", "per example"], domains),
     )
-    wins = float((corrupted > true).to(torch.float64).mean())
     caption = (f"For each of the {corrupted.numel()} corrupted training examples, the logit at "
                "its corrupted label against the logit at its true label: a peak at each means "
                "the network stores both, and points above the dotted diagonal are examples "
-               f"where the memorized label wins ({percent(wins)} here).")
+               f"where the memorized label wins ({percent(logits.frac_corrupted_wins)} here).")
     return Panel("logits", title, caption, {"data": traces, "layout": layout})

@@ -20,16 +20,10 @@ from ._plot import (
 _N_EXTREME = 3  # neurons shown in each of the "most" and "least periodic" figures
 
 
-def ipr_order(combined: torch.Tensor) -> torch.Tensor:
-    """Neuron indices by decreasing combined IPR, dead (NaN) neurons last."""
-    key = torch.nan_to_num(combined.detach().to(torch.float64), nan=-1.0)
-    return torch.sort(key, descending=True, stable=True).indices
-
-
 def spectra_panel(analysis: Any) -> Panel:
     """Heatmaps of each neuron's power per frequency for U, V and W, neurons sorted by IPR."""
     fourier, ipr, classes = analysis.fourier, analysis.ipr, analysis.neurons
-    order = ipr_order(ipr.combined)
+    order = ipr.ranking(descending=True)
     names = [f"neuron {int(k)}" for k in order]
     freqs = [int(f) for f in fourier.freqs]
     domains = side_by_side(3, gap=0.04)
@@ -115,7 +109,8 @@ def _weights_panel(analysis: Any, neurons: list[int], key: str, which: str) -> P
 def extreme_weights_panels(analysis: Any) -> list[Panel]:
     """Weight vectors of the most and the least periodic live neurons."""
     combined = analysis.ipr.combined
-    live = [int(k) for k in ipr_order(combined) if torch.isfinite(combined[k])]
+    live = [int(k) for k in analysis.ipr.ranking(descending=True)
+            if torch.isfinite(combined[k])]
     if not live:
         return [Panel("weights-most", "The most and least periodic neurons",
                       "The weights of the most and least periodic neurons.",

@@ -136,8 +136,20 @@ def initial_model(config: TrainConfig) -> HookedMLP:
     """
     model = HookedMLP(config.model_config(), seed=config.seed)
     if config.seeding == "paper":
-        model.reset_parameters(config.seed, paper_stream=paper_init_stream(config.dataset_spec()))
+        weights, _ = _paper_init(config)
+        with torch.no_grad():
+            for w, value in zip((model.U, model.V, model.W), weights, strict=True):
+                w.copy_(value)
     return model
+
+
+def _paper_init(config: TrainConfig) -> tuple[tuple[torch.Tensor, ...], torch.Generator]:
+    """The authors' initial U, V, W for `config`, and their torch stream after drawing them
+    (where their minibatch permutations come from)."""
+    cfg = config.model_config()
+    stream = paper_init_stream(config.dataset_spec())
+    std = cfg.paper_init_std if cfg.init == "paper" else None
+    return paper_init(cfg.width, cfg.p, stream, std=std, scale=cfg.init_scale), stream
 
 
 def resume(
@@ -221,11 +233,9 @@ class _Batches:
             gen = torch.Generator().manual_seed(_seed(self.config.seed, 1, epoch))
             return torch.randperm(n, generator=gen)
         if self._stream is None or epoch <= self._epoch:
-            # Replay from the start: the stream after the init, then epochs 0..epoch-1.
-            self._stream = _paper_stream_after_init(self.config)
-            self._epoch = -1
-        perm = torch.randperm(n, generator=self._stream)
-        for _ in range(epoch - self._epoch - 1):
+            # Replay from the start: the stream after the init, then epochs 0..epoch.
+            self._stream, self._epoch = _paper_init(self.config)[1], -1
+        for _ in range(epoch - self._epoch):
             perm = torch.randperm(n, generator=self._stream)
         return perm
 
@@ -239,13 +249,6 @@ class _Batches:
         idx = self._perm[k * self.size:(k + 1) * self.size]
         f = self.full
         return Batch(f.m[idx], f.n[idx], f.labels[idx], f.target[idx])
-
-
-def _paper_stream_after_init(config: TrainConfig) -> torch.Generator:
-    stream = paper_init_stream(config.dataset_spec())
-    cfg = config.model_config()
-    paper_init(cfg.width, cfg.p, cfg.normal_init_std, stream)
-    return stream
 
 
 def _run(config: TrainConfig, dataset: ModularDataset, model: HookedMLP,

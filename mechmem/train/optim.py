@@ -13,6 +13,8 @@ from typing import Any
 import torch
 from torch import Tensor
 
+from .config import OPTIMIZERS
+
 
 class Optimizer:
     """One of "adamw" (decoupled weight decay), "adam" (L2 added to the gradient) or "sgd".
@@ -27,8 +29,8 @@ class Optimizer:
     def __init__(self, kind: str, params: Sequence[Tensor], grads: Sequence[Tensor], *,
                  lr: float, betas: tuple[float, float], eps: float,
                  weight_decay: float) -> None:
-        if kind not in ("adamw", "adam", "sgd"):
-            raise ValueError(f"`kind` must be 'adamw', 'adam' or 'sgd', got {kind!r}.")
+        if kind not in OPTIMIZERS:
+            raise ValueError(f"`kind` must be one of {', '.join(OPTIMIZERS)}, got {kind!r}.")
         if len(params) != len(grads):
             raise ValueError(f"{len(params)} parameters but {len(grads)} gradients.")
         self.kind, self.params, self.grads = kind, list(params), list(grads)
