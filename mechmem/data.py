@@ -9,7 +9,13 @@ import torch
 from jaxtyping import Bool, Int
 from torch import Tensor
 
-from .seeding import check_seeding, paper_label_generator, paper_pair_order
+from .seeding import (
+    PAPER_DATA,
+    SCRIPTS_INIT_SEED,
+    check_seeding,
+    paper_label_generator,
+    paper_pair_order,
+)
 
 OPERATIONS: dict[str, str] = {
     "add": "(a + b) mod p",
@@ -53,9 +59,9 @@ class DatasetSpec:
         train_frac: alpha, the fraction of all pairs used for training, in (0, 1).
         corrupt_frac: xi, the fraction of training examples given a random label, in [0, 1).
         seed: seeds the split and the corruption.
-        seeding: "mechmem" (seeded torch generators) or "paper" (the random calls of the
-            authors' code: with seed 0, their exact split and corrupted labels); see
-            `mechmem.seeding`.
+        seeding: "mechmem" (seeded torch generators), "paper" or "scripts" (the random calls
+            of the authors' notebook or phase-diagram scripts, which build the data alike:
+            with seed 0, their exact split and corrupted labels); see `mechmem.seeding`.
         corruption: "uniform" draws corrupted labels from all p classes, so about 1/p of them
             keep the true label by chance (the paper's convention); "exclude_true" forces a
             label different from the true one.
@@ -201,7 +207,7 @@ class ModularDataset:
 
 def _n_train(spec: DatasetSpec, n_pairs: int) -> int:
     # The authors' code truncates alpha * n; mechmem rounds it.
-    if spec.seeding == "paper":
+    if spec.seeding in PAPER_DATA:
         return math.floor(spec.train_frac * n_pairs)
     return round(spec.train_frac * n_pairs)
 
@@ -220,8 +226,9 @@ def make_dataset(spec: DatasetSpec | None = None, **kwargs: object) -> ModularDa
     """Build the split and the corrupted labels of a modular-arithmetic task.
 
     Exactly floor(corrupt_frac * n_train) training examples are corrupted, chosen at random.
-    With `seeding="paper"` the training set is the first floor(alpha * n) pairs of the authors'
-    shuffle, in that order, and its first floor(xi * n_train) examples are the corrupted ones.
+    With `seeding="paper"` (or "scripts") the training set is the first floor(alpha * n) pairs
+    of the authors' shuffle, in that order, and its first floor(xi * n_train) examples are the
+    corrupted ones.
 
     Args:
         spec: the dataset to build; or pass `DatasetSpec` fields as keyword arguments.
@@ -242,7 +249,7 @@ def make_dataset(spec: DatasetSpec | None = None, **kwargs: object) -> ModularDa
     n = pairs.shape[0]
     n_train = _n_train(spec, n)
     n_corrupt = math.floor(spec.corrupt_frac * n_train)
-    if spec.seeding == "paper":
+    if spec.seeding in PAPER_DATA:
         # The training set stays in the authors' shuffled order (their minibatches index it);
         # their corrupted examples are its first n_corrupt.
         order = paper_pair_order(n, spec.seed)
@@ -272,16 +279,20 @@ def _corrupt(spec: DatasetSpec, true: Int[Tensor, " k"], gen: torch.Generator) -
 
 
 def paper_init_stream(spec: DatasetSpec) -> torch.Generator:
-    """The authors' torch stream after their label draw, the one their notebook initializes from.
+    """The authors' torch stream that their initial weights are drawn from: under "paper" the
+    stream after their label draw (their notebook), under "scripts" torch seeded with 1 + seed.
 
     Args:
-        spec: a dataset with `seeding="paper"`.
+        spec: a dataset with `seeding="paper"` or `"scripts"`.
 
     Returns:
         A fresh generator; `mechmem.seeding.paper_init` draws the initial weights from it.
     """
-    if spec.seeding != "paper":
-        raise ValueError(f"paper_init_stream needs seeding='paper', got {spec.seeding!r}.")
+    if spec.seeding not in PAPER_DATA:
+        raise ValueError(
+            f"paper_init_stream needs seeding 'paper' or 'scripts', got {spec.seeding!r}.")
+    if spec.seeding == "scripts":
+        return torch.Generator().manual_seed(SCRIPTS_INIT_SEED + spec.seed)
     n = all_pairs(spec.op, spec.p)[0].shape[0]
     n_corrupt = math.floor(spec.corrupt_frac * _n_train(spec, n))
     gen = paper_label_generator(spec.seed)

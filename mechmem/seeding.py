@@ -19,7 +19,13 @@ from `seed` through one of two schemes:
     - minibatches: each epoch walks `torch.randperm(n_train)` drawn from the same stream,
       continued after the init (their notebook's BatchNorm run).
 
-Dropout masks come from mechmem's own stream under both schemes. The authors ran their notebook
+- "scripts": the random calls of the authors' phase-diagram scripts
+  (Training_scripts/phase_diagrams_*.py), which seed every cell alike: the pairs and labels as
+  under "paper", then torch seeded with 1 + s before the model is built (the same draws as
+  above from that fresh stream), and each epoch's `torch.randperm(n_train)` drawn after seeding
+  torch with the 1-based number of the epoch's first step (+ s).
+
+Dropout masks come from mechmem's own stream under every scheme. The authors ran their notebook
 on a CPU; on a GPU their permutations would come from the GPU's generator instead.
 """
 
@@ -29,10 +35,13 @@ import torch
 from jaxtyping import Float, Int
 from torch import Tensor
 
-SEEDINGS = ("mechmem", "paper")
+SEEDINGS = ("mechmem", "paper", "scripts")
+# Schemes that build the data as the authors' code does.
+PAPER_DATA = ("paper", "scripts")
 
 PAPER_PAIR_SEED = 420
 PAPER_LABEL_SEED = 0
+SCRIPTS_INIT_SEED = 1
 
 
 def check_seeding(seeding: object) -> None:

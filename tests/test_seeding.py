@@ -100,7 +100,7 @@ def test_initial_weights_continue_the_label_stream(init, scale):
 
 
 def test_init_stream_needs_paper_seeding():
-    with pytest.raises(ValueError, match="needs seeding='paper'"):
+    with pytest.raises(ValueError, match="needs seeding 'paper' or 'scripts'"):
         paper_init_stream(DatasetSpec())
 
 
@@ -148,7 +148,8 @@ def test_resume_mid_epoch_replays_the_paper_stream(tmp_path):
 
 
 def test_bad_seeding_is_refused_everywhere(capsys):
-    with pytest.raises(ValueError, match="`seeding` must be one of mechmem, paper, got 'x'"):
+    msg = "`seeding` must be one of mechmem, paper, scripts, got 'x'"
+    with pytest.raises(ValueError, match=msg):
         TrainConfig(seeding="x")
     with pytest.raises(ValueError, match="`seeding` must be one of mechmem, paper"):
         DatasetSpec(seeding="authors")

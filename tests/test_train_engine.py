@@ -10,10 +10,10 @@ from mechmem import HookedMLP, MLPConfig, make_dataset
 from mechmem.train.engine import (
     Batch,
     Step,
-    buffers_from_model,
     eval_logits,
     load_into_model,
-    params_from_model,
+    stack_buffers,
+    stack_params,
 )
 from mechmem.train.metrics import loss_value
 
@@ -38,9 +38,13 @@ def _setup(act="quad", norm="none", bias=False, dropout=0.0, site="pre", seed=0)
                 t.add_(0.3 * torch.randn(t.shape, generator=gen, dtype=t.dtype))
     ds = make_dataset(p=P, train_frac=0.6, corrupt_frac=0.3, seed=seed)
     pairs, labels = ds.train_pairs, ds.train_labels
-    batch = Batch(pairs[:, 0].contiguous(), pairs[:, 1].contiguous(), labels,
-                  F.one_hot(labels, P).double())
+    batch = Batch(pairs[None, :, 0], pairs[None, :, 1], labels[None],
+                  F.one_hot(labels, P).double()[None])
     return model, batch
+
+
+def _pairs(batch, i=0):
+    return torch.stack([batch.m[i], batch.n[i]], 1)
 
 
 def _oracle(model, batch, loss, hooks=()):
@@ -48,22 +52,23 @@ def _oracle(model, batch, loss, hooks=()):
     model.train()
     model.zero_grad()
     with model.hooks(fwd_hooks=list(hooks)):
-        logits = model(torch.stack([batch.m, batch.n], 1))
-    loss_value(loss, logits, batch.labels).backward()
+        logits = model(_pairs(batch))
+    loss_value(loss, logits, batch.labels[0]).backward()
     return logits.detach(), {k: v.grad.clone() for k, v in model.named_parameters()}
 
 
 def _engine(model, batch, loss, generator=None, chunk=30 * N):
     """Our step; by default in chunks of 30 rows, so the batch of ~100 takes four."""
-    params = params_from_model(model, CPU)
-    buffers = buffers_from_model(model, CPU)
+    params = stack_params([model], CPU)
+    buffers = stack_buffers([model], CPU)
     step = Step(model.cfg, loss, params, chunk_elements=chunk)
-    logits = step(params, buffers, batch, generator).clone()
-    mask = step.workspace(batch.m.shape[0]).mask
-    mask = None if mask is None else mask.clone()
-    grads = {k: v.clone() for k, v in step.grads.items()}
+    gens = None if generator is None else [generator]
+    logits = step(params, buffers, batch, gens)[0].clone()
+    mask = step.workspace(batch.m.shape[1]).mask
+    mask = None if mask is None else mask[0].clone()
+    grads = {k: v[0].clone() for k, v in step.grads.items()}
     grads["U"], grads["V"] = grads["U"].T, grads["V"].T  # back to the model's layout
-    return logits, grads, buffers, mask
+    return logits, grads, {k: v[0] for k, v in buffers.items()}, mask
 
 
 def test_chunks_are_equal_and_cover_the_batch():
@@ -120,33 +125,70 @@ def test_eval_logits_equal_model_forward_in_eval_mode(case):
         model.norm.running_mean.uniform_(-0.5, 0.5)
         model.norm.running_var.uniform_(0.5, 2.0)
     model.eval()
-    params, buffers = params_from_model(model, CPU), buffers_from_model(model, CPU)
-    ours = eval_logits(model.cfg, params, buffers, batch.m, batch.n)
-    torch.testing.assert_close(ours, model(torch.stack([batch.m, batch.n], 1)))
+    params, buffers = stack_params([model], CPU), stack_buffers([model], CPU)
+    ours = eval_logits(model.cfg, params, buffers, batch.m, batch.n, chunk_elements=30 * N)
+    torch.testing.assert_close(ours[0], model(_pairs(batch)))
 
 
 def test_params_round_trip_into_the_model_exactly():
     model, _ = _setup(norm="batchnorm", bias=True)
-    params, buffers = params_from_model(model, CPU), buffers_from_model(model, CPU)
-    assert params["U"].shape == (P, N) and params["U"].is_contiguous()
+    params, buffers = stack_params([model], CPU), stack_buffers([model], CPU)
+    assert params["U"].shape == (1, P, N) and params["U"].is_contiguous()
     other = HookedMLP(model.cfg, seed=9).double()
     load_into_model(other, params, buffers)
     for (k, a), b in zip(model.state_dict().items(), other.state_dict().values(), strict=True):
         assert torch.equal(a, b), k
 
 
-def test_step_keeps_a_leading_model_axis_open():
-    """Two models stacked on a leading axis get the gradients each gets alone."""
-    models = [_setup(seed=s)[0] for s in (0, 1)]
-    _, batch = _setup()
-    singles = [_engine(m, batch, "mse") for m in models]
-    per = [params_from_model(m, CPU) for m in models]
-    stacked = {k: torch.stack([p[k] for p in per]) for k in per[0]}
-    step = Step(models[0].cfg, "mse", stacked, chunk_elements=30 * N)
-    logits = step(stacked, {}, batch)
-    grads = step.grads
-    for i, (ref_logits, ref, _, _) in enumerate(singles):
-        torch.testing.assert_close(logits[i], ref_logits)
-        torch.testing.assert_close(grads["U"][i].T, ref["U"])
-        torch.testing.assert_close(grads["W"][i], ref["W"])
+@pytest.mark.parametrize("chunk", [30 * N, None], ids=["chunks", "whole"])
+@pytest.mark.parametrize("norm", ["none", "batchnorm", "layernorm"])
+def test_stacked_models_each_get_their_own_gradient(norm, chunk):
+    """Models stacked on the leading axis, each with its own weights, examples (of different
+    counts: padding), labels and dropout rate, get the gradients each gets alone."""
+    cases = [_setup(norm=norm, bias=True, seed=s) for s in (0, 1, 2)]
+    models = [m for m, _ in cases]
+    rows = [b.m.shape[1] for _, b in cases]
+    if norm == "batchnorm":  # BatchNorm's statistics would see padding: equal counts
+        rows = [min(rows)] * 3
+    else:
+        rows = [rows[0], rows[1] - 7, rows[2] - 20]
+    batches = [Batch(b.m[:, :r], b.n[:, :r], b.labels[:, :r], b.target[:, :r])
+               for (_, b), r in zip(cases, rows, strict=True)]
+    singles = [_engine(m, b, "mse", chunk=chunk) for m, b in zip(models, batches, strict=True)]
+    B = max(rows)
 
+    def pad(t):
+        out = t.new_zeros((1, B, *t.shape[2:]))
+        out[:, : t.shape[1]] = t
+        return out
+
+    valid = torch.stack([torch.arange(B) < r for r in rows])
+    stacked_batch = Batch(*(torch.cat([pad(getattr(b, k)) for b in batches])
+                            for k in ("m", "n", "labels", "target")),
+                          valid=valid, count=torch.tensor(rows, dtype=torch.float64))
+    params, buffers = stack_params(models, CPU), stack_buffers(models, CPU)
+    step = Step(models[0].cfg, "mse", params, chunk_elements=chunk)
+    logits = step(params, buffers, stacked_batch)
+    for i, (ref_logits, ref, ref_buffers, _) in enumerate(singles):
+        torch.testing.assert_close(logits[i, : rows[i]], ref_logits)
+        for name in ref:
+            g = step.grads[name][i]
+            torch.testing.assert_close(g.T if name in ("U", "V") else g, ref[name], msg=name)
+        for name in ref_buffers:
+            torch.testing.assert_close(buffers[name][i], ref_buffers[name], msg=name)
+
+
+def test_stacked_dropout_rates_and_masks_are_per_model():
+    """Per-model rates; each model's mask comes from its own generator, as it would alone."""
+    models = [_setup(dropout=0.3, seed=s)[0] for s in (0, 1)]
+    _, batch = _setup()
+    params = stack_params(models, CPU)
+    step = Step(models[0].cfg, "mse", params, dropout=[0.0, 0.5], chunk_elements=30 * N)
+    step(params, {}, Batch(batch.m.repeat(2, 1), batch.n.repeat(2, 1),
+                           batch.labels.repeat(2, 1), batch.target.repeat(2, 1, 1)),
+         [torch.Generator().manual_seed(3), torch.Generator().manual_seed(4)])
+    mask = step.workspace(batch.m.shape[1]).mask
+    assert torch.equal(mask[0], torch.ones_like(mask[0]))  # rate 0: nothing dropped
+    single = _engine(_setup(dropout=0.5, seed=1)[0], batch, "mse",
+                     torch.Generator().manual_seed(4))[3]
+    assert torch.equal(mask[1], single)

@@ -64,11 +64,11 @@ def test_last_history_entry_equals_the_returned_model(config):
         train_logits, test_logits = model(ds.train_pairs), model(ds.test_pairs)
     pred = train_logits.argmax(-1)
     c = ds.corrupted
-    assert last["train_acc"] == (pred == ds.train_labels).float().mean().item()
-    assert last["test_acc"] == (test_logits.argmax(-1) == ds.test_labels).float().mean().item()
-    assert last["clean_train_acc"] == (pred[~c] == ds.train_labels[~c]).float().mean().item()
-    assert last["corrupted_memorized_acc"] == (pred[c] == ds.train_labels[c]).float().mean().item()
-    assert last["corrupted_true_acc"] == (pred[c] == ds.train_true_labels[c]).float().mean().item()
+    assert last["train_acc"] == (pred == ds.train_labels).double().mean().item()
+    assert last["test_acc"] == (test_logits.argmax(-1) == ds.test_labels).double().mean().item()
+    assert last["clean_train_acc"] == (pred[~c] == ds.train_labels[~c]).double().mean().item()
+    assert last["corrupted_memorized_acc"] == (pred[c] == ds.train_labels[c]).double().mean().item()
+    assert last["corrupted_true_acc"] == (pred[c] == ds.train_true_labels[c]).double().mean().item()
     assert last["train_loss"] == pytest.approx(
         loss_value(config.loss, train_logits, ds.train_labels).item(), rel=1e-5)
     assert last["norm_U"] == pytest.approx(model.U.norm().item(), rel=1e-6)
@@ -144,19 +144,20 @@ def test_resume_into_another_existing_file_needs_overwrite(tmp_path):
 @pytest.mark.parametrize("batch_size", [50, 200, 10_000])
 def test_minibatches_are_equal_disjoint_within_an_epoch_and_reshuffled(batch_size):
     from mechmem import make_dataset
-    from mechmem.train.loop import _Batches
+    from mechmem.train.stack import BatchOrder
 
     config = TINY.replace(batch_size=batch_size)
     ds = make_dataset(config.dataset_spec())
-    batches = _Batches(config, ds, torch.device("cpu"))
+    order = BatchOrder(config, ds.n_train)
+    pairs = ds.train_pairs
     size = min(batch_size, ds.n_train)
     per_epoch = ds.n_train // size  # the remainder of an epoch is dropped
-    rows = lambda b: {(int(x), int(y)) for x, y in zip(b.m, b.n, strict=True)}
-    epochs = [[batches(e * per_epoch + k) for k in range(per_epoch)] for e in range(2)]
+    rows = lambda idx: {(int(x), int(y)) for x, y in pairs[idx].tolist()}
+    epochs = [[order.indices(e * per_epoch + k) for k in range(per_epoch)] for e in range(2)]
     for epoch in epochs:
-        assert all(b.m.shape == (size,) for b in epoch)
-        seen = set().union(*(rows(b) for b in epoch))
+        assert all(idx.shape == (size,) for idx in epoch)
+        seen = set().union(*(rows(idx) for idx in epoch))
         assert len(seen) == size * per_epoch  # no example twice in an epoch
     if size < ds.n_train:
-        assert not torch.equal(epochs[0][0].m, epochs[1][0].m)  # a fresh order each epoch
-    assert torch.equal(batches(1).labels, _Batches(config, ds, torch.device("cpu"))(1).labels)
+        assert not torch.equal(epochs[0][0], epochs[1][0])  # a fresh order each epoch
+    assert torch.equal(order.indices(1), BatchOrder(config, ds.n_train).indices(1))

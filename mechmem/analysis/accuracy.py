@@ -2,14 +2,13 @@
 
 from dataclasses import dataclass
 
-import torch
 from jaxtyping import Bool, Float, Int
 from torch import Tensor, nn
 
 from ..data import ModularDataset
+from ..metrics import METRICS as METRICS
+from ..metrics import five_accuracies
 from ._common import evaluating, predict
-
-METRICS = ("train", "test", "clean_train", "corrupted_memorized", "corrupted_true")
 
 
 @dataclass(frozen=True)
@@ -34,12 +33,6 @@ class AccuracyResult:
     n_train: int
     n_test: int
     n_corrupted: int
-
-
-def _mean(correct: Bool[Tensor, "points examples"]) -> Float[Tensor, " points"]:
-    if correct.shape[1] == 0:
-        return torch.full((correct.shape[0],), torch.nan, dtype=torch.float64)
-    return correct.sum(1).to(torch.float64) / correct.shape[1]
 
 
 def metrics_from_predictions(
@@ -79,15 +72,8 @@ def metrics_from_hits(
     Returns:
         {metric: (points,) float64 tensor} for each name in `METRICS`.
     """
-    corrupted = dataset.corrupted
-    hit_true_train = hit_true[:, dataset.train_idx]
-    return {
-        "train": _mean(hit_label),
-        "test": _mean(hit_true[:, dataset.test_idx]),
-        "clean_train": _mean(hit_label[:, ~corrupted]),
-        "corrupted_memorized": _mean(hit_label[:, corrupted]),
-        "corrupted_true": _mean(hit_true_train[:, corrupted]),
-    }
+    return five_accuracies(hit_label, hit_true[:, dataset.train_idx],
+                           dataset.corrupted.expand_as(hit_label), hit_true[:, dataset.test_idx])
 
 
 def predictions(model: nn.Module, dataset: ModularDataset) -> Int[Tensor, " pairs"]:

@@ -46,8 +46,9 @@ class TrainConfig:
         steps: optimizer steps.
         seed: seeds the split, the corruption, the init, the minibatch order and dropout.
         seeding: how `seed` becomes random draws: "mechmem" (its own seeded generators) or
-            "paper" (the random calls of the authors' code: with seed 0, their exact split,
-            corrupted labels, initial weights and CPU minibatch order; see `mechmem.seeding`).
+            "paper" (the random calls of the authors' notebook: with seed 0, their exact split,
+            corrupted labels, initial weights and CPU minibatch order) or "scripts" (those of
+            their phase-diagram scripts); see `mechmem.seeding`.
         eval_every: record `history` every this many steps (and at step 0 and the end).
         snapshot_every: store U, V, W every this many steps (and at step 0 and the end), or None
             for no snapshots.

@@ -16,29 +16,22 @@ import signal
 import threading
 from collections.abc import Iterator
 from contextlib import contextmanager
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
 import torch
-import torch.nn.functional as F
 from tqdm.auto import tqdm
 
 from .._files import check_destination
 from ..checkpoint import Checkpoint, load_checkpoint, save_checkpoint
-from ..data import ModularDataset, make_dataset, paper_init_stream
+from ..data import ModularDataset, make_dataset
 from ..models.mlp import HookedMLP
-from ..seeding import paper_init
 from .config import TrainConfig
-from .engine import (
-    Batch,
-    Step,
-    buffers_from_model,
-    eval_logits,
-    load_into_model,
-    params_from_model,
-)
-from .metrics import HISTORY_KEYS, Evaluator
-from .optim import Optimizer
+from .engine import load_into_model
+from .group import ModelGroup, initial_model
+from .memory import check_fits
+from .metrics import HISTORY_KEYS
 
 _TRAIN_STATE_VERSION = 1
 
@@ -53,20 +46,6 @@ class TrainingInterrupted(KeyboardInterrupt):
     def __init__(self, checkpoint: Checkpoint) -> None:
         super().__init__(f"training interrupted at step {checkpoint.step}")
         self.checkpoint = checkpoint
-
-
-def resolve_device(device: str) -> torch.device:
-    """"auto" -> CUDA when available, else CPU; "cuda" without a GPU is an error."""
-    if device == "auto":
-        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
-    if device == "cuda" and not torch.cuda.is_available():
-        raise ValueError("device 'cuda' was asked for but no CUDA GPU is available; use cpu.")
-    return torch.device(device)
-
-
-def _seed(seed: int, stream: int, index: int) -> int:
-    # Distinct streams for dropout masks and batch orders, decorrelated across seeds.
-    return (seed * 0x9E3779B97F4A7C15 + stream * 0xBF58476D1CE4E5B9 + index) % (2**63)
 
 
 @contextmanager
@@ -120,36 +99,12 @@ def train(
     """
     config = TrainConfig() if config is None else config
     out = _check_out(out, overwrite, checkpoint_every)
+    check_fits([config])
     dataset = make_dataset(config.dataset_spec())
-    model = initial_model(config)
-    meta = {"name": config.name, "checkpoint_every": checkpoint_every or 0}
-    return _run(config, dataset, model, {k: [] for k in HISTORY_KEYS}, {}, 0, None, meta,
-                out, checkpoint_every, progress)
-
-
-def initial_model(config: TrainConfig) -> HookedMLP:
-    """The network a run of `config` starts from (step 0), in training mode.
-
-    Example:
-        >>> initial_model(TrainConfig(width=64)).U.shape
-        torch.Size([64, 97])
-    """
-    model = HookedMLP(config.model_config(), seed=config.seed)
-    if config.seeding == "paper":
-        weights, _ = _paper_init(config)
-        with torch.no_grad():
-            for w, value in zip((model.U, model.V, model.W), weights, strict=True):
-                w.copy_(value)
-    return model
-
-
-def _paper_init(config: TrainConfig) -> tuple[tuple[torch.Tensor, ...], torch.Generator]:
-    """The authors' initial U, V, W for `config`, and their torch stream after drawing them
-    (where their minibatch permutations come from)."""
-    cfg = config.model_config()
-    stream = paper_init_stream(config.dataset_spec())
-    std = cfg.paper_init_std if cfg.init == "paper" else None
-    return paper_init(cfg.width, cfg.p, stream, std=std, scale=cfg.init_scale), stream
+    run = _Run(config=config, dataset=dataset, model=initial_model(config),
+               meta={"name": config.name, "checkpoint_every": checkpoint_every or 0},
+               out=out, every=checkpoint_every)
+    return _train(run, progress)
 
 
 def resume(
@@ -188,11 +143,12 @@ def resume(
     every = checkpoint_every if checkpoint_every is not None else (
         int(ckpt.meta.get("checkpoint_every", 0)) or None)
     target = _check_out(Path(path) if out is None else out, out is None or overwrite, every)
-    history = {k: list(ckpt.history.get(k, [])) for k in HISTORY_KEYS}
-    snapshots = {k: list(v.unbind(0)) for k, v in ckpt.snapshots.items()}
-    meta = {**ckpt.meta, "checkpoint_every": every or 0}
-    return _run(config, ckpt.dataset, ckpt.model, history, snapshots, ckpt.step,
-                state["optimizer"], meta, target, every, progress)
+    run = _Run(config=config, dataset=ckpt.dataset, model=ckpt.model,
+               meta={**ckpt.meta, "checkpoint_every": every or 0}, out=target, every=every,
+               history={k: list(ckpt.history.get(k, [])) for k in HISTORY_KEYS},
+               snapshots={k: list(v.unbind(0)) for k, v in ckpt.snapshots.items()},
+               start=ckpt.step, optimizer=state["optimizer"])
+    return _train(run, progress)
 
 
 def _check_out(out: Any, overwrite: bool, every: int | None) -> Path | None:
@@ -206,137 +162,84 @@ def _check_out(out: Any, overwrite: bool, every: int | None) -> Path | None:
     return check_destination(out, overwrite=overwrite, what="checkpoint")
 
 
-class _Batches:
-    """Full batch, or minibatches: each epoch walks a fresh permutation of the training set in
-    batches of the same size, the remainder dropped (as the paper's code does).
+@dataclass
+class _Run:
+    """One run as it stands: what it trains, what it has recorded, where it is written."""
 
-    The permutation of epoch e is drawn from a generator seeded by (seed, e); under the "paper"
-    seeding the permutations continue the authors' torch stream after the init, one per epoch.
-    """
+    config: TrainConfig
+    dataset: ModularDataset
+    model: HookedMLP
+    meta: dict
+    out: Path | None
+    every: int | None
+    history: dict[str, list] = field(default_factory=lambda: {k: [] for k in HISTORY_KEYS})
+    snapshots: dict[str, list] = field(default_factory=dict)
+    start: int = 0
+    optimizer: dict | None = None
 
-    def __init__(self, config: TrainConfig, dataset: ModularDataset, device: torch.device):
-        pairs = dataset.train_pairs.to(device)
-        labels = dataset.train_labels.to(device)
-        target = F.one_hot(labels, config.p).to(torch.get_default_dtype())
-        self.full = Batch(pairs[:, 0].contiguous(), pairs[:, 1].contiguous(), labels, target)
-        self.size = dataset.n_train if config.batch_size == "full" else min(
-            config.batch_size, dataset.n_train)
-        self.per_epoch = dataset.n_train // self.size
-        self.is_full = self.size == dataset.n_train
-        self.config, self.device = config, device
-        self._epoch, self._perm = -1, torch.empty(0, dtype=torch.int64)
-        self._stream: torch.Generator | None = None
+    def record(self, entry: dict[str, float]) -> None:
+        for k in HISTORY_KEYS:
+            self.history[k].append(entry[k])
 
-    def _permutation(self, epoch: int) -> torch.Tensor:
-        n = self.full.m.shape[0]
-        if self.config.seeding != "paper":
-            gen = torch.Generator().manual_seed(_seed(self.config.seed, 1, epoch))
-            return torch.randperm(n, generator=gen)
-        if self._stream is None or epoch <= self._epoch:
-            # Replay from the start: the stream after the init, then epochs 0..epoch.
-            self._stream, self._epoch = _paper_init(self.config)[1], -1
-        for _ in range(epoch - self._epoch):
-            perm = torch.randperm(n, generator=self._stream)
-        return perm
+    def snapshot(self, s: int, group: ModelGroup) -> None:
+        self.snapshots.setdefault("step", []).append(torch.tensor(s))
+        for name in ("U", "V", "W"):
+            self.snapshots.setdefault(name, []).append(group.weights(name)[0])
 
-    def __call__(self, step: int) -> Batch:
-        if self.is_full:
-            return self.full
-        epoch, k = divmod(step, self.per_epoch)
-        if epoch != self._epoch:
-            self._perm = self._permutation(epoch).to(self.device)
-            self._epoch = epoch
-        idx = self._perm[k * self.size:(k + 1) * self.size]
-        f = self.full
-        return Batch(f.m[idx], f.n[idx], f.labels[idx], f.target[idx])
-
-
-def _run(config: TrainConfig, dataset: ModularDataset, model: HookedMLP,
-         history: dict[str, list], snaps: dict[str, list], start: int,
-         opt_state: dict | None, meta: dict, out: Path | None, every: int | None,
-         progress: bool) -> Checkpoint:
-    device = resolve_device(config.device)
-    cfg = model.cfg
-    params = params_from_model(model, device)
-    buffers = buffers_from_model(model, device)
-    step = Step(cfg, config.loss, params)
-    # The step writes gradients in place; the optimizer reads them there.
-    opt = Optimizer(config.optimizer, list(params.values()), list(step.grads.values()),
-                    lr=config.lr, betas=config.betas, eps=config.eps,
-                    weight_decay=config.weight_decay)
-    if opt_state is not None:
-        opt.load_state_dict(opt_state)
-    batches = _Batches(config, dataset, device)
-    evaluate = Evaluator(dataset, config.loss, device)
-    test_pairs = dataset.test_pairs.to(device)
-    tm, tn = test_pairs[:, 0].contiguous(), test_pairs[:, 1].contiguous()
-    # Exact reuse: with full batch, no dropout and no BatchNorm, the training forward of step s
-    # is the evaluation-mode forward of state s on the training set.
-    reuse = batches.is_full and cfg.dropout == 0 and cfg.norm != "batchnorm"
-    mask_gen = torch.Generator(device=device) if cfg.dropout > 0 else None
-    snap_every = config.snapshot_every
-
-    def checkpoint(at: int) -> Checkpoint:
-        load_into_model(model, params, buffers)
-        model.eval()
+    def checkpoint(self, at: int, group: ModelGroup) -> Checkpoint:
+        load_into_model(self.model, group.params, group.buffers, 0)
+        self.model.eval()
         return Checkpoint(
-            model=model, dataset=dataset, train_config=config.to_dict(),
-            history={k: list(v) for k, v in history.items()},
-            snapshots={k: torch.stack(v) for k, v in snaps.items()},
-            step=at, meta=dict(meta), path=out,
-            train_state={"version": _TRAIN_STATE_VERSION, "optimizer": opt.state_dict()},
+            model=self.model, dataset=self.dataset, train_config=self.config.to_dict(),
+            history={k: list(v) for k, v in self.history.items()},
+            snapshots={k: torch.stack(v) for k, v in self.snapshots.items()},
+            step=at, meta=dict(self.meta), path=self.out,
+            train_state={"version": _TRAIN_STATE_VERSION,
+                         "optimizer": group.optimizer_state(0)},
         )
 
-    bar = tqdm(total=config.steps, initial=start, disable=not progress, unit="step",
+    def save(self, at: int, group: ModelGroup) -> Checkpoint:
+        ckpt = self.checkpoint(at, group)
+        if self.out is not None:
+            save_checkpoint(ckpt, self.out, overwrite=True)
+        return ckpt
+
+
+def _train(run: _Run, progress: bool) -> Checkpoint:
+    """The loop of one run: at each state s, record, snapshot, checkpoint, then step."""
+    config = run.config
+    group = ModelGroup([config], models=[run.model], datasets=[run.dataset])
+    if run.optimizer is not None:
+        group.load_optimizer_state([run.optimizer])
+    start, steps, snap_every = run.start, config.steps, config.snapshot_every
+    bar = tqdm(total=steps, initial=start, disable=not progress, unit="step",
                dynamic_ncols=True, leave=True)
     try:
         with _catch_signals() as interrupted:
-            for s in range(start, config.steps + 1):
+            for s in range(start, steps + 1):
                 fresh = s > start or start == 0  # state `start` of a resumed run is recorded
-                batch = batches(s) if s < config.steps else None
-                logits = None
-                if reuse and batch is not None:
-                    logits = step(params, buffers, batch)  # pure: no state changes
-                if fresh and (s % config.eval_every == 0 or s == config.steps):
-                    if logits is None:
-                        train_logits = eval_logits(cfg, params, buffers, batches.full.m,
-                                                   batches.full.n)
-                    else:
-                        train_logits = logits
-                    test_logits = eval_logits(cfg, params, buffers, tm, tn)
-                    load_into_model(model, params, buffers)
-                    entry = evaluate(s, train_logits, test_logits, params, model)
-                    for k in HISTORY_KEYS:
-                        history[k].append(entry[k])
+                last = s == steps
+                # With `reuse` the step's forward is the evaluation's train forward (pure until
+                # the optimizer step below).
+                logits = group.gradients(s) if group.reuse and not last else None
+                if fresh and (s % config.eval_every == 0 or last):
+                    entry = group.evaluate(s, logits)[0]
+                    run.record(entry)
                     bar.set_postfix(train=f"{entry['train_acc']:.3f}",
                                     test=f"{entry['test_acc']:.3f}", refresh=False)
-                if fresh and snap_every is not None and (s % snap_every == 0
-                                                         or s == config.steps):
-                    snaps.setdefault("step", []).append(torch.tensor(s))
-                    for name in ("U", "V", "W"):
-                        t = params[name]
-                        snaps.setdefault(name, []).append((t.T if name != "W" else t).cpu()
-                                                          .clone().contiguous())
-                if batch is None:
+                if fresh and snap_every is not None and (s % snap_every == 0 or last):
+                    run.snapshot(s, group)
+                if last:
                     break
                 if interrupted[0]:
-                    ckpt = checkpoint(s)
-                    if out is not None:
-                        save_checkpoint(ckpt, out, overwrite=True)
-                    raise TrainingInterrupted(ckpt)
-                if every is not None and out is not None and fresh and s > 0 and s % every == 0:
-                    save_checkpoint(checkpoint(s), out, overwrite=True)
+                    raise TrainingInterrupted(run.save(s, group))
+                if run.every is not None and run.out is not None and fresh and s > 0 and (
+                        s % run.every == 0):
+                    run.save(s, group)
                 if logits is None:
-                    if mask_gen is not None:
-                        mask_gen.manual_seed(_seed(config.seed, 2, s))
-                    step(params, buffers, batch, mask_gen)
-                opt.step()
+                    group.gradients(s)
+                group.update()
                 bar.update(1)
     finally:
         bar.close()
-    ckpt = checkpoint(config.steps)
-    if out is not None:
-        save_checkpoint(ckpt, out, overwrite=True)
-    return ckpt
-
-
+    return run.save(steps, group)

@@ -1,26 +1,22 @@
-"""What a run records at each evaluation: losses, the five accuracies, weight norms, mean IPR."""
+"""What a run records at each evaluation: losses, the five accuracies, weight norms, mean IPR,
+for every model of a stack at once."""
 
-import math
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 
 import torch
 import torch.nn.functional as F
 from jaxtyping import Float, Int
 from torch import Tensor
 
-from ..analysis.spectrum import mean_ipr
-from ..data import ModularDataset
-from ..models.mlp import HookedMLP
+from ..metrics import METRICS, five_accuracies, masked_mean
+from ..spectral import network_ipr
+from .stack import GroupData
 
 HISTORY_KEYS = (
     "step",
     "train_loss",
     "test_loss",
-    "train_acc",
-    "test_acc",
-    "clean_train_acc",
-    "corrupted_memorized_acc",
-    "corrupted_true_acc",
+    *(f"{m}_acc" for m in METRICS),
     "norm_U",
     "norm_V",
     "norm_W",
@@ -44,54 +40,61 @@ def loss_value(
     return F.cross_entropy(logits, labels)
 
 
-def _mean(x: Tensor) -> Tensor:
-    # An empty group (no corrupted examples) has no accuracy: NaN, not 0.
-    return x.float().mean() if x.numel() else torch.full((), math.nan, device=x.device)
+def row_losses(
+    loss: str,
+    logits: Float[Tensor, "*lead rows p"],
+    labels: Int[Tensor, "*lead rows"],
+    target: Float[Tensor, "*lead rows p"],
+) -> Float[Tensor, "*lead rows"]:
+    """Each example's loss (MSE: mean over classes, against the one-hot `target`);
+    `loss_value` is their mean."""
+    if loss == "mse":
+        return (logits - target).square().mean(-1)
+    flat = F.cross_entropy(logits.reshape(-1, logits.shape[-1]), labels.reshape(-1),
+                           reduction="none")
+    return flat.view(labels.shape)
+
+
+def predict(logits: Float[Tensor, "*lead p"]) -> Int[Tensor, " *lead"]:
+    """Predicted class: the first maximum; -1 (never a label) where a logit is not finite."""
+    return torch.where(torch.isfinite(logits).all(-1), logits.argmax(-1), -1)
 
 
 class Evaluator:
-    """Computes one history entry from train and test logits, with one host sync.
+    """Computes one history entry per model from train and test logits, with one host sync."""
 
-    Built once per run: the label and index tensors live on the training device.
-    """
-
-    def __init__(self, dataset: ModularDataset, loss: str, device: torch.device) -> None:
-        self.loss = loss
-        self.op = dataset.spec.op
-        self.train_labels = dataset.train_labels.to(device)
-        self.train_true = dataset.train_true_labels.to(device)
-        self.test_labels = dataset.test_labels.to(device)
-        self.targets = (None, None)
-        if loss == "mse":
-            dtype = torch.get_default_dtype()
-            self.targets = tuple(F.one_hot(y, dataset.p).to(dtype)
-                                 for y in (self.train_labels, self.test_labels))
-        self.corrupted = torch.nonzero(dataset.corrupted).squeeze(1).to(device)
-        self.clean = torch.nonzero(~dataset.corrupted).squeeze(1).to(device)
+    def __init__(self, data: GroupData, loss: str, ops: Sequence[str]) -> None:
+        self.data, self.loss = data, loss
+        # Models of one operation share a Fourier basis: their IPRs are computed together.
+        self.by_op: dict[str, Tensor] = {}
+        for i, op in enumerate(ops):
+            self.by_op.setdefault(op, []).append(i)  # type: ignore[attr-defined]
+        self.by_op = {op: torch.tensor(ix, device=data.train_m.device)
+                      for op, ix in self.by_op.items()}
 
     def __call__(
         self,
         step: int,
-        train_logits: Float[Tensor, "train p"],
-        test_logits: Float[Tensor, "test p"],
+        train_logits: Float[Tensor, "models train p"],
+        test_logits: Float[Tensor, "models test p"],
         params: Mapping[str, Tensor],
-        model: HookedMLP,
-    ) -> dict[str, float]:
-        """One history entry; `model` must already hold `params` (for the IPR)."""
-        pred = train_logits.argmax(-1)
-        correct = pred == self.train_labels
-        values = torch.stack([
-            loss_value(self.loss, train_logits, self.train_labels, self.targets[0]),
-            loss_value(self.loss, test_logits, self.test_labels, self.targets[1]),
-            _mean(correct),
-            _mean(test_logits.argmax(-1) == self.test_labels),
-            _mean(correct[self.clean]),
-            _mean(correct[self.corrupted]),
-            _mean(pred[self.corrupted] == self.train_true[self.corrupted]),
-            torch.linalg.vector_norm(params["U"]),
-            torch.linalg.vector_norm(params["V"]),
-            torch.linalg.vector_norm(params["W"]),
-        ]).tolist()  # the one host sync of an evaluation
-        entry = {"step": step, **dict(zip(HISTORY_KEYS[1:-1], values, strict=True))}
-        entry["ipr_mean"] = mean_ipr(model, self.op)
-        return entry
+    ) -> list[dict[str, float]]:
+        """One history entry per model, from the engine's stacked parameters."""
+        d = self.data
+        pred = predict(train_logits)
+        test_pred = predict(test_logits)
+        acc = five_accuracies(pred == d.train_labels, pred == d.train_true, d.corrupted,
+                              test_pred == d.test_labels, d.train_valid, d.test_valid)
+        train_loss = masked_mean(
+            row_losses(self.loss, train_logits, d.train_labels, d.train_target), d.train_valid)
+        test_loss = masked_mean(
+            row_losses(self.loss, test_logits, d.test_labels, d.test_target), d.test_valid)
+        norms = [torch.linalg.vector_norm(params[k].flatten(1), dim=1).to(torch.float64)
+                 for k in ("U", "V", "W")]
+        ipr = torch.empty(d.models, dtype=torch.float64, device=d.train_m.device)
+        u, v, w = (params[k].transpose(-1, -2) for k in ("U", "V", "W"))
+        for op, ix in self.by_op.items():
+            ipr[ix] = network_ipr(u[ix], v[ix], w[ix], op)[0]
+        rows = torch.stack([train_loss, test_loss, *(acc[m] for m in METRICS), *norms, ipr])
+        values = rows.T.tolist()  # the one host sync of an evaluation
+        return [{"step": step, **dict(zip(HISTORY_KEYS[1:], v, strict=True))} for v in values]

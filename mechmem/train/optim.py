@@ -5,6 +5,10 @@ Why not `torch.optim`: its first use imports torch._dynamo (seconds of start-up 
 the bias corrections are Python floats, and every update is a few in-place ops per tensor that
 broadcast over any leading axes. The formulas are `torch.optim`'s single-tensor ones, in the
 same order (tests/test_train_optim.py compares against torch.optim as an oracle).
+
+Per-model hyperparameters: `lr` and `weight_decay` may be tensors of shape (M,), one value per
+model of a stack whose tensors have a leading model axis; each model then gets the update it
+would get alone, up to float rounding.
 """
 
 from collections.abc import Sequence
@@ -15,6 +19,15 @@ from torch import Tensor
 
 from .config import OPTIMIZERS
 
+Hyper = float | Tensor
+
+
+def _per_model(x: Hyper, like: Tensor) -> Hyper:
+    """A per-model value shaped to broadcast against `like` (models, ...); floats stay floats."""
+    if isinstance(x, Tensor):
+        return x.to(like.device, like.dtype).view(-1, *([1] * (like.ndim - 1)))
+    return x
+
 
 class Optimizer:
     """One of "adamw" (decoupled weight decay), "adam" (L2 added to the gradient) or "sgd".
@@ -23,12 +36,13 @@ class Optimizer:
         kind: the update rule.
         params: tensors updated in place.
         grads: their gradients, read at every `step` (written in place by the training step).
-        lr, betas, eps, weight_decay: as in `torch.optim` (betas and eps unused by sgd).
+        lr, weight_decay: floats, or (M,) tensors of per-model values (see the module doc).
+        betas, eps: as in `torch.optim` (unused by sgd).
     """
 
     def __init__(self, kind: str, params: Sequence[Tensor], grads: Sequence[Tensor], *,
-                 lr: float, betas: tuple[float, float], eps: float,
-                 weight_decay: float) -> None:
+                 lr: Hyper, betas: tuple[float, float], eps: float,
+                 weight_decay: Hyper) -> None:
         if kind not in OPTIMIZERS:
             raise ValueError(f"`kind` must be one of {', '.join(OPTIMIZERS)}, got {kind!r}.")
         if len(params) != len(grads):
@@ -40,31 +54,45 @@ class Optimizer:
         self.exp_avg = [torch.zeros_like(p) for p in self.params] if adaptive else []
         self.exp_avg_sq = [torch.zeros_like(p) for p in self.params] if adaptive else []
         self._tmp = [torch.empty_like(p) for p in self.params]
+        self._lr = [_per_model(lr, p) for p in self.params]
+        self._wd = [_per_model(weight_decay, p) for p in self.params]
+        # AdamW's decay factor 1 - lr * wd, per parameter tensor (a float or a per-model view).
+        self._decay = [1 - lr_ * wd_ for lr_, wd_ in zip(self._lr, self._wd, strict=True)]
 
     @torch.no_grad()
     def step(self) -> None:
         """One update of every parameter from its current gradient."""
-        lr, wd = self.lr, self.weight_decay
         self.steps += 1
         if self.kind == "sgd":
-            for p, g in zip(self.params, self.grads, strict=True):
-                if wd:
-                    g = g.add(p, alpha=wd)
-                p.add_(g, alpha=-lr)
+            for p, g, lr, wd in zip(self.params, self.grads, self._lr, self._wd, strict=True):
+                if isinstance(wd, Tensor) or wd:
+                    g = g.add(p * wd) if isinstance(wd, Tensor) else g.add(p, alpha=wd)
+                if isinstance(lr, Tensor):
+                    p.sub_(g * lr)
+                else:
+                    p.add_(g, alpha=-lr)
             return
         b1, b2 = self.betas
-        step_size = lr / (1 - b1**self.steps)
+        bc1 = 1 - b1**self.steps
         bc2_sqrt = (1 - b2**self.steps) ** 0.5
-        for p, g, m, v, tmp in zip(self.params, self.grads, self.exp_avg, self.exp_avg_sq,
-                                   self._tmp, strict=True):
+        for p, g, m, v, tmp, lr, wd, decay in zip(
+            self.params, self.grads, self.exp_avg, self.exp_avg_sq, self._tmp, self._lr,
+            self._wd, self._decay, strict=True,
+        ):
             if self.kind == "adamw":
-                p.mul_(1 - lr * wd)
+                p.mul_(decay)
+            elif isinstance(wd, Tensor):
+                g = g.add(p * wd)
             elif wd:
                 g = g.add(p, alpha=wd)
             m.lerp_(g, 1 - b1)
             v.mul_(b2).addcmul_(g, g, value=1 - b2)
             denom = torch.sqrt(v, out=tmp).div_(bc2_sqrt).add_(self.eps)
-            p.addcdiv_(m, denom, value=-step_size)
+            if isinstance(lr, Tensor):
+                # p -= (lr / bc1) * m / denom, with a per-model step size.
+                p.sub_(torch.div(m, denom, out=tmp).mul_(lr / bc1))
+            else:
+                p.addcdiv_(m, denom, value=-lr / bc1)
 
     def state_dict(self) -> dict[str, Any]:
         """Plain containers and tensors: the step count and the moment estimates (copies)."""

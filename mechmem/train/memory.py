@@ -1,0 +1,81 @@
+"""How much memory a run or a stack of runs needs, checked before any training starts."""
+
+import os
+from collections.abc import Sequence
+
+import torch
+
+from .config import TrainConfig
+from .engine import default_chunk_elements
+
+
+def _pairs(config: TrainConfig) -> int:
+    return config.p * (config.p - 1) if config.op == "div" else config.p * config.p
+
+
+def bytes_per_run(config: TrainConfig) -> int:
+    """Device bytes one run of a stack holds while training (an estimate from above).
+
+    Counts the weights with their gradients, Adam moments and scratch copy; the examples and
+    their one-hot targets; the step's logits and dropout mask; an evaluation's logits and
+    temporaries. The fixed cost of the engine's chunk buffers is in `fixed_bytes`.
+    """
+    p, N = config.p, config.width
+    rows = _pairs(config)
+    n_train = max(1, round(config.train_frac * rows))
+    batch = n_train if config.batch_size == "full" else min(config.batch_size, n_train)
+    f = 4 if torch.get_default_dtype() == torch.float32 else 8
+    weights = 5 * (3 * p * N + 3 * N + p) * f
+    data = 40 * rows + f * p * rows  # indices and labels; one-hot targets
+    step = f * p * batch + (f * N * batch if config.dropout > 0 else 0)
+    evaluation = 3 * f * p * rows  # logits of every example, the loss's temporaries
+    return weights + data + step + evaluation
+
+
+def fixed_bytes(config: TrainConfig, device: torch.device) -> int:
+    """Bytes a stack needs whatever its size: the engine's chunk buffers and, on the host, the
+    task's table of pairs."""
+    chunk = 5 * 4 * default_chunk_elements(device)
+    return chunk + (64 * _pairs(config) if device.type == "cpu" else 0)
+
+
+def available_bytes(device: torch.device) -> int:
+    """Free memory on `device`: the GPU's free memory, or the host's available memory."""
+    if device.type == "cuda":
+        return int(torch.cuda.mem_get_info(device)[0])
+    try:
+        with open("/proc/meminfo") as f:
+            for line in f:
+                if line.startswith("MemAvailable:"):
+                    return int(line.split()[1]) * 1024
+    except OSError:
+        pass
+    return os.sysconf("SC_AVPHYS_PAGES") * os.sysconf("SC_PAGE_SIZE")
+
+
+def _gb(x: float) -> str:
+    return f"{x / 1e9:.1f} GB"
+
+
+def check_fits(configs: Sequence[TrainConfig], device: torch.device | None = None) -> None:
+    """Raise a MemoryError with a sentence saying how much is needed when the runs of
+    `configs`, trained together on `device`, cannot fit in its free memory."""
+    from .group import resolve_device
+
+    device = resolve_device(configs[0].device) if device is None else device
+    need = fixed_bytes(configs[0], device) + sum(bytes_per_run(c) for c in configs)
+    free = available_bytes(device)
+    if need > free:
+        what = "this run" if len(configs) == 1 else f"these {len(configs)} runs"
+        raise MemoryError(
+            f"{what} needs about {_gb(need)} of {device.type} memory but only {_gb(free)} is "
+            f"free (p={configs[0].p}, width={configs[0].width}); choose a smaller p or width.")
+
+
+def models_per_chunk(config: TrainConfig, device: torch.device, *, fraction: float = 0.6,
+                     cap: int = 4096) -> int:
+    """How many runs like `config` fit on `device` at once, using `fraction` of its free
+    memory (at least one: a run that does not fit at all is refused by `check_fits`)."""
+    free = available_bytes(device) * fraction - fixed_bytes(config, device)
+    return int(max(1, min(cap, free // bytes_per_run(config))))
+
