@@ -205,6 +205,12 @@ class ModularDataset:
                    corrupted.clone())
 
 
+def train_size(spec: DatasetSpec) -> int:
+    """How many training examples `make_dataset(spec)` has (without building it)."""
+    n_pairs = spec.p * (spec.p - 1) if spec.op == "div" else spec.p * spec.p
+    return _n_train(spec, n_pairs)
+
+
 def _n_train(spec: DatasetSpec, n_pairs: int) -> int:
     # The authors' code truncates alpha * n; mechmem rounds it.
     if spec.seeding in PAPER_DATA:

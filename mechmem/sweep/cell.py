@@ -1,0 +1,123 @@
+"""Train one chunk of a sweep and describe each of its runs as a cell record (plain JSON data).
+
+`train_chunk` is the unit a backend runs: a local sweep calls it for each chunk in turn, a
+distributed one may call it anywhere. It reads nothing but its configs and writes nothing.
+"""
+
+import math
+from collections.abc import Callable, Sequence
+from typing import Any
+
+import torch
+from torch import Tensor
+
+from ..analysis.accuracy import AccuracyResult
+from ..analysis.phase import classify_phase
+from ..metrics import METRICS
+from ..spectral import network_ipr
+from ..train.config import TrainConfig
+from ..train.group import ModelGroup
+from ..train.metrics import HISTORY_KEYS
+
+
+class ChunkInterrupted(KeyboardInterrupt):
+    """A chunk was stopped between two steps; nothing of it is kept."""
+
+
+def _num(x: float) -> float | None:
+    x = float(x)
+    return x if math.isfinite(x) else None
+
+
+def cell_record(config: TrainConfig, history: dict[str, list[float]], ipr: Tensor,
+                dataset_sizes: tuple[int, int, int]) -> dict[str, Any]:
+    """The JSON object of one finished cell (without its sweep bookkeeping: id, index, chunk).
+
+    Args:
+        config: the cell's run.
+        history: its record at every evaluation (the last entry is the final state).
+        ipr: its neurons' IPRs (rfft, r = 2) at the end.
+        dataset_sizes: (n_train, n_test, n_corrupted).
+    """
+    last = {k: v[-1] for k, v in history.items()}
+    acc = {m: float(last[f"{m}_acc"]) for m in METRICS}
+    n_train, n_test, n_corrupted = dataset_sizes
+    phase = classify_phase(AccuracyResult(**acc, n_train=n_train, n_test=n_test,
+                                          n_corrupted=n_corrupted),
+                           config.corrupt_frac, history)
+    tests = history["test_acc"]
+    peak = max(range(len(tests)), key=lambda k: (tests[k], -k))
+    live = ipr[~torch.isnan(ipr)]
+    return {
+        "config": config.to_dict(),
+        "phase": phase.phase,
+        "phase_reason": phase.reason,
+        "accuracy": {m: _num(v) for m, v in acc.items()},
+        "loss": {"train": _num(last["train_loss"]), "test": _num(last["test_loss"])},
+        "test_acc_peak": _num(tests[peak]),
+        "test_acc_peak_step": int(history["step"][peak]),
+        "ipr": {"mean": _num(live.mean()) if live.numel() else None,
+                "neurons": [_num(x) for x in ipr.tolist()]},
+        "weight_norms": {k: _num(last[f"norm_{k}"]) for k in ("U", "V", "W")},
+        "history": {k: ([int(x) for x in v] if k == "step" else [_num(x) for x in v])
+                    for k, v in history.items()},
+    }
+
+
+def train_chunk(
+    configs: Sequence[TrainConfig],
+    *,
+    device: torch.device | None = None,
+    chunk_elements: int | None = None,
+    on_step: Callable[[int], None] | None = None,
+    should_stop: Callable[[], bool] | None = None,
+    keep_weights: bool = False,
+) -> tuple[list[dict[str, Any]], dict[str, Tensor] | None]:
+    """Train the runs of one chunk together and return their cell records.
+
+    Args:
+        configs: runs that can share a step (see `mechmem.train.ModelGroup`).
+        device: where to train (default: the first config's device).
+        chunk_elements: activations per engine chunk (default: by device).
+        on_step: called after every step with the number of runs stepped (progress).
+        should_stop: polled between steps; True stops the chunk (`ChunkInterrupted`).
+        keep_weights: also return the final state of every run, stacked: the model's
+            state_dict names, each with a leading model axis, on the CPU.
+
+    Returns:
+        (one cell record per config, in order; the stacked weights or None).
+    """
+    group = ModelGroup(configs, device=device, chunk_elements=chunk_elements)
+    c0 = group.configs[0]
+    histories: list[dict[str, list[float]]] = [{k: [] for k in HISTORY_KEYS} for _ in configs]
+    for s in range(c0.steps + 1):
+        last = s == c0.steps
+        logits = group.gradients(s) if group.reuse and not last else None
+        if s % c0.eval_every == 0 or last:
+            for h, entry in zip(histories, group.evaluate(s, logits), strict=True):
+                for k in HISTORY_KEYS:
+                    h[k].append(entry[k])
+        if last:
+            break
+        if should_stop is not None and should_stop():
+            raise ChunkInterrupted(f"chunk stopped at step {s}")
+        if logits is None:
+            group.gradients(s)
+        group.update()
+        if on_step is not None:
+            on_step(group.models)
+    u, v, w = (group.weights(k) for k in ("U", "V", "W"))
+    records = []
+    for i, (config, ds) in enumerate(zip(group.configs, group.datasets, strict=True)):
+        ipr = network_ipr(u[i], v[i], w[i].T, config.op)[1]  # W's columns are its neurons
+        sizes = (ds.n_train, int(ds.test_idx.numel()), ds.n_corrupted)
+        records.append(cell_record(config, histories[i], ipr, sizes))
+    weights = None
+    if keep_weights:
+        names = [k for k in group.params] + [k for k in group.buffers]
+        weights = {}
+        for k in names:
+            t = group.params.get(k, group.buffers.get(k))
+            t = t.transpose(-1, -2) if k in ("U", "V") else t
+            weights[k] = t.to("cpu", copy=True, memory_format=torch.contiguous_format)
+    return records, weights

@@ -1,0 +1,143 @@
+"""`SweepConfig`: a base `TrainConfig` plus axes, and the grid of cells it spans."""
+
+import dataclasses
+import hashlib
+import itertools
+import json
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
+from typing import Any
+
+from ..train.config import TrainConfig
+
+# Fields an axis may not sweep: they name or place the run, they do not change it.
+_NOT_AXES = ("name", "device")
+AXIS_FIELDS = tuple(f.name for f in dataclasses.fields(TrainConfig) if f.name not in _NOT_AXES)
+# Fields that pick the panels of a phase diagram, in order of preference.
+_PANEL_PREFERENCE = ("weight_decay", "dropout", "batch_size", "norm", "op", "lr", "width", "seed")
+
+
+def _plain(value: Any) -> Any:
+    return list(value) if isinstance(value, tuple) else value
+
+
+def cell_id(config: TrainConfig) -> str:
+    """A stable identity of a run: a hash of every setting that changes its result."""
+    d = {k: _plain(v) for k, v in config.to_dict().items() if k not in _NOT_AXES}
+    return hashlib.sha256(json.dumps(d, sort_keys=True).encode()).hexdigest()[:16]
+
+
+@dataclass(frozen=True)
+class SweepConfig:
+    """A grid of training runs: every combination of the axes' values over a base config.
+
+    Attributes:
+        base: the settings every cell starts from.
+        axes: (field, values) pairs; any `TrainConfig` field but name and device. The cells are
+            the product of the axes, the last axis varying fastest.
+        paper_minibatch_rule: give each cell with an integer batch size the paper's scaling
+            from the base (steps x 256/bs, lr x sqrt(bs/256)); full-batch cells are unchanged.
+        name: free text stored with the sweep.
+        chunk_size: at most this many runs train together (default: as many as fit in memory).
+
+    Example:
+        >>> sc = SweepConfig(TrainConfig(p=31, width=64, steps=300),
+        ...                  axes=(("weight_decay", (0.0, 5.0)), ("corrupt_frac", (0.1, 0.5))))
+        >>> len(sc.cells())
+        4
+    """
+
+    base: TrainConfig = TrainConfig()
+    axes: tuple[tuple[str, tuple[Any, ...]], ...] = ()
+    paper_minibatch_rule: bool = False
+    name: str = ""
+    chunk_size: int | None = None
+
+    def __post_init__(self) -> None:
+        if not isinstance(self.base, TrainConfig):
+            raise TypeError(f"`base` must be a TrainConfig, got {type(self.base).__name__}.")
+        axes = []
+        for item in self.axes:
+            if not (isinstance(item, tuple | list) and len(item) == 2):
+                raise ValueError(f"Each axis is a (field, values) pair, got {item!r}.")
+            field, values = item
+            if field not in AXIS_FIELDS:
+                raise ValueError(
+                    f"Unknown sweep axis {field!r}; an axis is a TrainConfig field: "
+                    f"{', '.join(AXIS_FIELDS)}.")
+            if isinstance(values, str | bytes) or not isinstance(values, Sequence) or not values:
+                raise ValueError(f"Axis {field!r} needs a non-empty list of values, got "
+                                 f"{values!r}.")
+            values = tuple(tuple(v) if isinstance(v, list) else v for v in values)
+            if len(set(map(repr, values))) != len(values):
+                raise ValueError(f"Axis {field!r} repeats a value: {list(values)}.")
+            axes.append((field, values))
+        names = [f for f, _ in axes]
+        if len(set(names)) != len(names):
+            raise ValueError(f"An axis appears twice: {names}.")
+        object.__setattr__(self, "axes", tuple(axes))
+        if self.chunk_size is not None and (
+            isinstance(self.chunk_size, bool) or not isinstance(self.chunk_size, int)
+            or self.chunk_size < 1
+        ):
+            raise ValueError(f"`chunk_size` must be a positive integer, got {self.chunk_size!r}.")
+        self.cells()  # every cell must be a valid run: refused here, before any training
+
+    @property
+    def axis_names(self) -> tuple[str, ...]:
+        return tuple(f for f, _ in self.axes)
+
+    def settings(self) -> list[dict[str, Any]]:
+        """The axis values of every cell, in grid order."""
+        names = self.axis_names
+        return [dict(zip(names, combo, strict=True))
+                for combo in itertools.product(*(v for _, v in self.axes))]
+
+    def cells(self) -> list[TrainConfig]:
+        """The run of every cell, in grid order (each validated as a `TrainConfig`).
+
+        Raises:
+            ValueError: naming the first cell that is not a valid run and why.
+        """
+        out = []
+        for s in self.settings():
+            try:
+                cell = self.base.replace(**s)
+                if self.paper_minibatch_rule and cell.batch_size != "full":
+                    cell = cell.with_paper_minibatch_rule(cell.batch_size)
+            except (ValueError, TypeError) as e:
+                where = ", ".join(f"{k}={v!r}" for k, v in s.items())
+                raise ValueError(f"Sweep cell {where}: {e}") from None
+            out.append(cell)
+        return out
+
+    def panel_axis(self) -> str | None:
+        """The axis a phase diagram draws one panel per value of (None: a single panel)."""
+        names = [f for f in self.axis_names if f not in ("train_frac", "corrupt_frac")]
+        for f in _PANEL_PREFERENCE:
+            if f in names:
+                return f
+        return names[0] if names else None
+
+    def to_dict(self) -> dict[str, Any]:
+        """Plain containers only (as written to sweep.json)."""
+        return {
+            "base": self.base.to_dict(),
+            "axes": [[f, [_plain(v) for v in values]] for f, values in self.axes],
+            "paper_minibatch_rule": self.paper_minibatch_rule,
+            "name": self.name,
+            "chunk_size": self.chunk_size,
+        }
+
+    @classmethod
+    def from_dict(cls, d: Mapping[str, Any]) -> "SweepConfig":
+        """Rebuild a config written by `to_dict`."""
+        known = {f.name for f in dataclasses.fields(cls)}
+        unknown = sorted(set(d) - known)
+        if unknown:
+            raise ValueError(f"Unknown SweepConfig fields {unknown}; written by a newer mechmem?")
+        d = dict(d)
+        d["base"] = TrainConfig.from_dict(d.get("base", {}))
+        d["axes"] = tuple((f, tuple(tuple(v) if isinstance(v, list) else v for v in values))
+                          for f, values in d.get("axes", ()))
+        return cls(**d)

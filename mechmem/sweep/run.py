@@ -1,0 +1,171 @@
+"""`sweep`: train every cell of a grid, chunk by chunk, into a resumable sweep folder."""
+
+import os
+import signal
+import threading
+from collections.abc import Iterator
+from contextlib import contextmanager
+from pathlib import Path
+
+from tqdm.auto import tqdm
+
+from ..train.group import resolve_device
+from .cell import ChunkInterrupted, train_chunk
+from .config import SweepConfig, cell_id
+from .folder import (
+    append_cells,
+    new_folder,
+    read_cells,
+    read_header,
+    weights_path,
+    write_header,
+    write_weights,
+)
+from .plan import Chunk, plan_chunks
+from .result import SweepResult, load_sweep
+
+
+class SweepInterrupted(KeyboardInterrupt):
+    """SIGINT stopped a sweep; every chunk finished before it is kept in the folder.
+
+    Attributes:
+        path: the sweep folder (continue with `sweep(out=path, resume=True)`).
+        done, total: finished and planned cells.
+    """
+
+    def __init__(self, path: Path, done: int, total: int) -> None:
+        super().__init__(f"sweep interrupted with {done} of {total} cells done")
+        self.path, self.done, self.total = path, done, total
+
+
+@contextmanager
+def _catch_sigint() -> Iterator[list[bool]]:
+    """SIGINT becomes a flag checked between steps; a second one stops at once. SIGTERM is
+    left alone (cluster schedulers and Ray use it to stop workers)."""
+    flag = [False]
+    if threading.current_thread() is not threading.main_thread():
+        yield flag
+        return
+
+    def handler(signum: int, frame: object) -> None:
+        if flag[0]:
+            raise KeyboardInterrupt
+        flag[0] = True
+
+    old = signal.signal(signal.SIGINT, handler)
+    try:
+        yield flag
+    finally:
+        signal.signal(signal.SIGINT, old)
+
+
+def _grid(config: SweepConfig) -> dict:
+    """What must match to resume a sweep: everything but the device it runs on."""
+    d = config.to_dict()
+    d["base"] = {k: v for k, v in d["base"].items() if k != "device"}
+    return d
+
+
+def sweep(
+    config: SweepConfig | None = None,
+    *,
+    out: str | os.PathLike,
+    resume: bool = False,
+    overwrite: bool = False,
+    save_weights: bool = False,
+    progress: bool = False,
+) -> SweepResult:
+    """Train every cell of `config` and write the sweep folder `out`.
+
+    Cells that can share a training step (same width, p, batch size, norm, step count, ...)
+    train together in chunks that fill the device's memory; each cell is exactly the run
+    `mechmem.train` would do with its settings.
+
+    Args:
+        config: the grid; with `resume`, None continues the folder's own grid.
+        out: the sweep folder (created; an existing sweep needs `resume` or `overwrite`).
+        resume: continue an interrupted sweep in `out`, training only the missing chunks.
+        overwrite: replace an existing sweep in `out`.
+        save_weights: keep every cell's final weights (one file per chunk).
+        progress: a progress bar over model-steps with cells done / total and an ETA.
+
+    Returns:
+        The finished sweep as a `SweepResult`.
+
+    Raises:
+        SweepInterrupted: on SIGINT (finished chunks are kept; continue with `resume=True`).
+
+    Example:
+        >>> from mechmem.sweep import SweepConfig, sweep
+        >>> sc = SweepConfig(TrainConfig(p=31, width=64, steps=300, device="cpu"),
+        ...                  axes=(("weight_decay", (0.0, 5.0)), ("corrupt_frac", (0.1, 0.5))))
+        >>> sweep(sc, out="sweeps/small").phase_grid().values
+    """
+    folder = Path(out)
+    if resume and overwrite:
+        raise ValueError("Pass either resume or overwrite, not both.")
+    if resume:
+        header = read_header(folder)
+        stored = SweepConfig.from_dict(header["config"])
+        if config is not None and _grid(config) != _grid(stored):
+            raise ValueError(f"{folder} holds another sweep's grid; resume it without a "
+                             "config, or start a new one with overwrite (--force).")
+        config = stored if config is None else config
+        save = bool(header.get("save_weights", False)) or save_weights
+        cells = config.cells()
+        ids = [cell_id(c) for c in cells]
+        if ids != header["cells"]:
+            raise ValueError(f"{folder}: sweep.json does not match its own grid; damaged?")
+        chunks = [Chunk(k, tuple(c)) for k, c in enumerate(header["chunks"])]
+    else:
+        if config is None:
+            raise ValueError("sweep() needs a SweepConfig (or resume=True for an existing one).")
+        cells = config.cells()
+        ids = [cell_id(c) for c in cells]
+        if len(set(ids)) != len(ids):
+            raise ValueError("Two cells of the grid are the same run; remove the repeated "
+                             "axis values.")
+        device = resolve_device(config.base.device)
+        chunks = plan_chunks(cells, device, config.chunk_size)  # refuses what cannot fit
+        new_folder(folder, overwrite=overwrite)
+        save = save_weights
+        write_header(folder, {"config": config.to_dict(), "cells": ids,
+                              "chunks": [list(c.cells) for c in chunks],
+                              "save_weights": save})
+    done = {c["id"] for c in read_cells(folder)}
+    if save:
+        # A chunk whose weights were asked for but are missing is trained again.
+        done -= {ids[i] for ch in chunks for i in ch.cells
+                 if not weights_path(folder, ch.index).is_file()}
+    pending = [ch for ch in chunks if not all(ids[i] in done for i in ch.cells)]
+    total_steps = sum(c.steps for c in cells)
+    finished = [i for i, cid in enumerate(ids) if cid in done]
+    bar = tqdm(total=total_steps, initial=sum(cells[i].steps for i in finished),
+               disable=not progress, unit="model-step", unit_scale=True, dynamic_ncols=True)
+    n_done = len(finished)
+    bar.set_postfix(cells=f"{n_done}/{len(cells)}", refresh=False)
+    try:
+        with _catch_sigint() as interrupted:
+            for ch in pending:
+                configs = [cells[i] for i in ch.cells]
+                try:
+                    records, weights = train_chunk(
+                        configs, on_step=bar.update, should_stop=lambda: interrupted[0],
+                        keep_weights=save)
+                except ChunkInterrupted:
+                    raise SweepInterrupted(folder, n_done, len(cells)) from None
+                for rec, i in zip(records, ch.cells, strict=True):
+                    rec.update({"id": ids[i], "index": i, "chunk": ch.index})
+                if save and weights is not None:
+                    write_weights(folder, ch.index, [ids[i] for i in ch.cells],
+                                 configs[0].model_config().to_dict(), weights)
+                fresh = [r for r in records if r["id"] not in done]
+                append_cells(folder, fresh)
+                done.update(r["id"] for r in fresh)
+                n_done += len(ch.cells)
+                bar.set_postfix(cells=f"{n_done}/{len(cells)}", refresh=True)
+                if interrupted[0]:
+                    raise SweepInterrupted(folder, n_done, len(cells))
+    finally:
+        bar.close()
+    return load_sweep(folder)
