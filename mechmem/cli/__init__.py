@@ -9,9 +9,9 @@ import os
 import sys
 from collections.abc import Sequence
 
-from . import analyze, info, report, train
+from . import analyze, info, report, sweep, train
 
-COMMANDS = (info, train, analyze, report)
+COMMANDS = (info, train, sweep, analyze, report)
 
 
 class _Parser(argparse.ArgumentParser):

@@ -1,34 +1,60 @@
-"""`mechmem report CKPT`: analyse a checkpoint and write its self-contained HTML report."""
+"""`mechmem report PATH`: write the self-contained HTML report of a checkpoint or a sweep folder."""
 
 import argparse
 from pathlib import Path
 
 from .._files import check_destination
 
+SWEEP_REPORT = "report.html"  # a sweep folder's report, inside the folder
+
 
 def register(sub: argparse._SubParsersAction) -> None:
-    p = sub.add_parser("report", help="write a checkpoint's HTML report",
-                       description="Analyse a checkpoint and write one self-contained HTML page "
-                                   "(plotly.js inlined; it loads nothing from the network).")
-    p.add_argument("checkpoint", help="path to a .pt file written by mechmem")
+    p = sub.add_parser("report", help="write the HTML report of a checkpoint or a sweep folder",
+                       description="Write one self-contained HTML page (plotly.js inlined; it "
+                                   "loads nothing from the network): for a checkpoint, the "
+                                   "analysis of its network; for a sweep folder (finished or "
+                                   "not), its phase diagram and accuracy and IPR heatmaps.")
+    p.add_argument("path", metavar="PATH",
+                   help="a .pt checkpoint written by mechmem, or a sweep folder (holding "
+                        "sweep.json) written by mechmem sweep")
     p.add_argument("-o", "--out", metavar="OUT.html",
-                   help="where to write the report (default: next to the checkpoint, .html)")
+                   help="where to write the report (default: next to the checkpoint, .html; "
+                        f"for a sweep folder, {SWEEP_REPORT} inside it)")
     p.add_argument("--force", action="store_true", help="replace an existing report file")
     p.set_defaults(handler=run)
 
 
 def run(args: argparse.Namespace) -> int:
-    checkpoint = Path(args.checkpoint)
-    out = Path(args.out) if args.out else checkpoint.with_suffix(".html")
-    if out.resolve() == checkpoint.resolve():
+    source = Path(args.path)
+    if source.is_dir():
+        return _sweep_report(source, args)
+    out = Path(args.out) if args.out else source.with_suffix(".html")
+    if out.resolve() == source.resolve():
         raise ValueError(
-            f"The report would replace the checkpoint {checkpoint}; choose another -o."
+            f"The report would replace the checkpoint {source}; choose another -o."
         )
     # Fail before the (slower) analysis when the answer is already known.
     check_destination(out, overwrite=args.force, what="report")
     from .. import analyze
     from ..report import write_report
 
-    path = write_report(analyze(checkpoint), out, overwrite=args.force)
+    path = write_report(analyze(source), out, overwrite=args.force)
+    print(path)
+    return 0
+
+
+def _sweep_report(folder: Path, args: argparse.Namespace) -> int:
+    from ..report import write_sweep_report
+    from ..sweep import load_sweep
+    from ..sweep.folder import CELLS_FILE, SWEEP_FILE, WEIGHTS_DIR
+
+    result = load_sweep(folder)  # a folder without (or with a damaged) sweep.json stops here
+    out = Path(args.out) if args.out else folder / SWEEP_REPORT
+    target = out.resolve()
+    own = [folder / SWEEP_FILE, folder / CELLS_FILE, folder / WEIGHTS_DIR]
+    if any(target == f.resolve() or f.resolve() in target.parents for f in own):
+        raise ValueError(f"The report would replace a file of the sweep {folder}; "
+                         "choose another -o.")
+    path = write_sweep_report(result, out, overwrite=args.force)
     print(path)
     return 0

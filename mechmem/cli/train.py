@@ -5,35 +5,12 @@ import re
 import sys
 import time
 from pathlib import Path
-from typing import Any
 
 from ..checkpoint import Checkpoint
-from ..data import OPERATIONS
-from ..seeding import SEEDINGS
-from ..train.config import DEVICES, LOSSES, OPTIMIZERS, TrainConfig
+from ..train.config import TrainConfig
 from ..train.loop import TrainingInterrupted, resume, train
 from ..train.presets import PRESETS, preset
-
-# flag dest -> TrainConfig field, for every flag that sets a config field.
-_FIELDS = (
-    "op", "p", "train_frac", "corrupt_frac", "corruption", "width", "act", "bias", "dropout",
-    "dropout_site", "norm", "loss", "optimizer", "lr", "weight_decay", "batch_size", "steps",
-    "seed", "seeding", "eval_every", "snapshot_every", "name", "device",
-)
-
-
-def _batch_size(text: str) -> int | str:
-    if text == "full":
-        return "full"
-    if not text.isdigit() or int(text) < 1:
-        raise argparse.ArgumentTypeError(f"must be 'full' or a positive integer, got {text!r}")
-    return int(text)
-
-
-def _snapshot_every(text: str) -> int:
-    if not text.isdigit():
-        raise argparse.ArgumentTypeError(f"must be an integer >= 0 (0 for none), got {text!r}")
-    return int(text)
+from ._flags import add_config_flags, given
 
 
 def register(sub: argparse._SubParsersAction) -> None:
@@ -44,40 +21,12 @@ def register(sub: argparse._SubParsersAction) -> None:
         "--preset sets one of the paper's named runs and explicit flags override it.",
     )
     p.add_argument("--preset", choices=list(PRESETS), help="start from a named run of the paper")
-    task = p.add_argument_group("task")
-    task.add_argument("--op", choices=list(OPERATIONS))
-    task.add_argument("--p", type=int, metavar="P", help="modulus (default 97)")
-    task.add_argument("--train-frac", type=float, metavar="ALPHA",
-                      help="fraction of all pairs used for training (default 0.5)")
-    task.add_argument("--corrupt-frac", type=float, metavar="XI",
-                      help="fraction of training labels replaced at random (default 0)")
-    task.add_argument("--corruption", choices=["uniform", "exclude_true"])
-    model = p.add_argument_group("model")
-    model.add_argument("--width", type=int, help="hidden neurons N (default 500)")
-    model.add_argument("--act", choices=["quad", "relu", "gelu"])
-    model.add_argument("--bias", action="store_true", default=None, help="biases on both layers")
-    model.add_argument("--dropout", type=float, help="dropout probability (default 0)")
-    model.add_argument("--dropout-site", choices=["pre", "post"])
-    model.add_argument("--norm", choices=["none", "batchnorm", "layernorm"])
-    opt = p.add_argument_group("optimization")
-    opt.add_argument("--loss", choices=list(LOSSES))
-    opt.add_argument("--optimizer", choices=list(OPTIMIZERS))
-    opt.add_argument("--lr", type=float, help="learning rate (default 0.01)")
-    opt.add_argument("--weight-decay", type=float, help="weight decay (default 0)")
-    opt.add_argument("--batch-size", type=_batch_size, metavar="full|N")
-    opt.add_argument("--paper-minibatch-rule", action="store_true",
-                     help="scale steps by 256/bs and lr by sqrt(bs/256), as the paper does")
-    opt.add_argument("--steps", type=int, help="optimizer steps (default 2000)")
-    opt.add_argument("--seed", type=int, help="seeds data, init, batches, dropout (default 0)")
-    opt.add_argument("--seeding", choices=list(SEEDINGS),
-                     help="mechmem's own random streams (default) or the paper code's: with "
-                     "--seed 0, the authors' exact split, labels, init and batch order")
-    run = p.add_argument_group("recording and output")
-    run.add_argument("--eval-every", type=int, help="history interval in steps (default 20)")
-    run.add_argument("--snapshot-every", type=_snapshot_every, metavar="K",
-                     help="store U, V, W every K steps, 0 for none (default 200)")
+    groups = add_config_flags(p, lists=False)
+    groups["optimization"].add_argument(
+        "--paper-minibatch-rule", action="store_true",
+        help="scale steps by 256/bs and lr by sqrt(bs/256), as the paper does")
+    run = groups["recording and output"]
     run.add_argument("--name", help="free-text run name stored in the checkpoint")
-    run.add_argument("--device", choices=list(DEVICES))
     run.add_argument("-o", "--out", help="checkpoint path (default runs/<name>.pt)")
     run.add_argument("--force", action="store_true", help="overwrite an existing --out")
     run.add_argument("--checkpoint-every", type=int, metavar="K",
@@ -89,10 +38,8 @@ def register(sub: argparse._SubParsersAction) -> None:
 
 
 def _config(args: argparse.Namespace) -> TrainConfig:
-    given: dict[str, Any] = {f: getattr(args, f) for f in _FIELDS if getattr(args, f) is not None}
-    if args.snapshot_every == 0:  # the flag's "none"; the config says None
-        given["snapshot_every"] = None
-    config = preset(args.preset, **given) if args.preset else TrainConfig(**given)
+    fields = given(args)
+    config = preset(args.preset, **fields) if args.preset else TrainConfig(**fields)
     if args.paper_minibatch_rule:
         if config.batch_size == "full":
             raise ValueError("--paper-minibatch-rule needs an integer --batch-size.")
@@ -112,7 +59,7 @@ def run_command(args: argparse.Namespace) -> int:
     start = time.perf_counter()
     try:
         if args.resume:
-            changed = [f for f in _FIELDS if f != "steps" and getattr(args, f) is not None]
+            changed = [f for f in given(args) if f != "steps"]
             if changed or args.preset or args.paper_minibatch_rule:
                 names = ", ".join("--" + f.replace("_", "-") for f in changed) or "--preset"
                 raise ValueError(f"--resume continues a run as configured; {names} cannot "

@@ -10,8 +10,8 @@ from torch import Tensor, nn
 
 from ..hooks import HookedRootModule, HookPoint
 
-_ACTIVATIONS = ("quad", "relu", "gelu")
-_NORMS = ("none", "batchnorm", "layernorm")
+ACTIVATIONS = ("quad", "relu", "gelu")
+NORMS = ("none", "batchnorm", "layernorm")
 
 
 @dataclass(frozen=True)
@@ -49,10 +49,10 @@ class MLPConfig:
             raise ValueError(f"`p` must be an integer >= 2, got {self.p!r}.")
         if isinstance(self.width, bool) or not isinstance(self.width, int) or self.width < 1:
             raise ValueError(f"`width` must be a positive integer, got {self.width!r}.")
-        if self.act not in _ACTIVATIONS:
-            raise ValueError(f"`act` must be one of {', '.join(_ACTIVATIONS)}, got {self.act!r}.")
-        if self.norm not in _NORMS:
-            raise ValueError(f"`norm` must be one of {', '.join(_NORMS)}, got {self.norm!r}.")
+        if self.act not in ACTIVATIONS:
+            raise ValueError(f"`act` must be one of {', '.join(ACTIVATIONS)}, got {self.act!r}.")
+        if self.norm not in NORMS:
+            raise ValueError(f"`norm` must be one of {', '.join(NORMS)}, got {self.norm!r}.")
         if not 0.0 <= self.dropout < 1.0:
             raise ValueError(f"`dropout` must lie in [0, 1), got {self.dropout}.")
         if self.dropout_site not in ("pre", "post"):

@@ -56,7 +56,7 @@ def cell_record(config: TrainConfig, history: dict[str, list[float]], ipr: Tenso
         "loss": {"train": _num(last["train_loss"]), "test": _num(last["test_loss"])},
         "test_acc_peak": _num(tests[peak]),
         "test_acc_peak_step": int(history["step"][peak]),
-        "ipr": {"mean": _num(live.mean()) if live.numel() else None,
+        "ipr": {"mean": _num(float(live.mean())) if live.numel() else None,
                 "neurons": [_num(x) for x in ipr.tolist()]},
         "weight_norms": {k: _num(last[f"norm_{k}"]) for k in ("U", "V", "W")},
         "history": {k: ([int(x) for x in v] if k == "step" else [_num(x) for x in v])
@@ -69,8 +69,8 @@ def train_chunk(
     *,
     device: torch.device | None = None,
     chunk_elements: int | None = None,
-    on_step: Callable[[int], None] | None = None,
-    should_stop: Callable[[], bool] | None = None,
+    on_step: Callable[..., Any] | None = None,
+    should_stop: Callable[..., Any] | None = None,
     keep_weights: bool = False,
 ) -> tuple[list[dict[str, Any]], dict[str, Tensor] | None]:
     """Train the runs of one chunk together and return their cell records.

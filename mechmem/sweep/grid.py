@@ -15,7 +15,7 @@ def linspace(start: float, stop: float, count: int) -> tuple[float, ...]:
     return tuple(round(start + i * step, 10) for i in range(count))
 
 
-def parse_values(text: str, convert: Callable[[str], Any]) -> tuple[Any, ...]:
+def parse_values(text: str, convert: Callable[..., Any]) -> tuple[Any, ...]:
     """Parse one flag's text into axis values.
 
     Args:

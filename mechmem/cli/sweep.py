@@ -1,0 +1,132 @@
+"""`mechmem sweep`: parse flags (each a value, a comma list or start:stop:count) into a
+`SweepConfig`, over an optional preset, and run it into a sweep folder."""
+
+import argparse
+import re
+import sys
+import time
+from pathlib import Path
+from typing import Any
+
+from ..sweep.config import SweepConfig
+from ..sweep.presets import GRIDS, SWEEP_PRESETS, sweep_preset
+from ..sweep.result import SweepResult
+from ..sweep.run import SweepInterrupted, sweep
+from ..train.config import TrainConfig
+from ._flags import add_config_flags, given
+
+
+def register(sub: argparse._SubParsersAction) -> None:
+    p = sub.add_parser(
+        "sweep", help="train a grid of runs and record each cell's phase",
+        description="Train every combination of the given values, many runs at a time, into "
+        "a resumable sweep folder. Every `mechmem train` flag also takes a comma list "
+        "(--weight-decay 0,5,15,20) or start:stop:count (--train-frac 0.1:0.9:17); a flag "
+        "with several values is an axis of the grid. A --preset is one of the paper's phase "
+        "diagrams; explicit flags override it (a flag naming a preset axis replaces its "
+        "values). Then: mechmem report DIR.",
+    )
+    p.add_argument("--preset", choices=list(SWEEP_PRESETS),
+                   help="one of the paper's phase diagrams: " + "; ".join(
+                       f"{k}: {v[0]}" for k, v in SWEEP_PRESETS.items()))
+    p.add_argument("--grid", choices=list(GRIDS), default="appendix",
+                   help="a preset's alpha x xi grid: the paper's App. A (17 x 19, default) or "
+                   "the authors' scripts (17 x 17, their seeding)")
+    groups = add_config_flags(p, lists=True)
+    groups["optimization"].add_argument(
+        "--paper-minibatch-rule", action="store_true",
+        help="cells with an integer batch size get steps x 256/bs and lr x sqrt(bs/256)")
+    run = groups["recording and output"]
+    run.add_argument("--name", help="free-text sweep name")
+    run.add_argument("-o", "--out", metavar="DIR",
+                     help="sweep folder (default sweeps/<preset or name>)")
+    run.add_argument("--resume", metavar="DIR",
+                     help="continue an interrupted sweep in DIR (trains only missing chunks)")
+    run.add_argument("--force", action="store_true", help="replace an existing sweep in --out")
+    run.add_argument("--save-weights", action="store_true",
+                     help="keep every cell's final weights (one file per chunk)")
+    run.add_argument("--chunk-size", type=int, metavar="M",
+                     help="at most M runs train together (default: as many as fit in memory)")
+    run.add_argument("--quiet", action="store_true", help="no progress bar or summary")
+    p.set_defaults(handler=run_command)
+
+
+def _config(args: argparse.Namespace) -> SweepConfig:
+    fields = given(args)
+    name = fields.pop("name", None)
+    bias = fields.pop("bias", None)
+    if args.preset:
+        pre = sweep_preset(args.preset, grid=args.grid)
+        base = pre.base.to_dict()
+        axes = dict(pre.axes)
+        rule = pre.paper_minibatch_rule or args.paper_minibatch_rule
+    else:
+        base, axes, rule = TrainConfig(snapshot_every=None).to_dict(), {}, (
+            args.paper_minibatch_rule)
+    for field, values in fields.items():
+        if len(values) == 1 and field not in axes:
+            base[field] = values[0]
+        else:
+            axes[field] = values
+    if bias is not None:
+        base["bias"] = bias
+    base["betas"] = tuple(base["betas"])
+    chunk = args.chunk_size
+    return SweepConfig(TrainConfig(**base), axes=tuple(axes.items()), paper_minibatch_rule=rule,
+                       name=name or (pre.name if args.preset else ""), chunk_size=chunk)
+
+
+def _default_out(args: argparse.Namespace) -> Path:
+    stem = args.name or args.preset or "sweep"
+    stem = re.sub(r"[^A-Za-z0-9._-]+", "_", stem).strip("._") or "sweep"
+    folder = Path("sweeps")
+    folder.mkdir(exist_ok=True)
+    return folder / stem
+
+
+def run_command(args: argparse.Namespace) -> int:
+    start = time.perf_counter()
+    if args.chunk_size is not None and args.chunk_size < 1:
+        raise ValueError(f"--chunk-size must be a positive integer, got {args.chunk_size}.")
+    try:
+        if args.resume:
+            changed = [f for f in given(args) if f != "device"]
+            if changed or args.preset or args.out or args.force or args.chunk_size:
+                names = ", ".join("--" + f.replace("_", "-") for f in changed) or (
+                    "--preset, --out, --force or --chunk-size")
+                raise ValueError(f"--resume continues a sweep as configured; {names} cannot "
+                                 "be given with it (only --device, --quiet, --save-weights).")
+            config = None
+            device: Any = given(args).get("device")
+            out = Path(args.resume)
+            if device is not None:
+                from ..sweep.folder import read_header
+
+                stored = SweepConfig.from_dict(read_header(out)["config"])
+                config = SweepConfig(stored.base.replace(device=device[0]), stored.axes,
+                                     stored.paper_minibatch_rule, stored.name,
+                                     stored.chunk_size)
+            result = sweep(config, out=out, resume=True, save_weights=args.save_weights,
+                           progress=not args.quiet)
+        else:
+            config = _config(args)
+            out = Path(args.out) if args.out else _default_out(args)
+            result = sweep(config, out=out, overwrite=args.force,
+                           save_weights=args.save_weights, progress=not args.quiet)
+    except SweepInterrupted as e:
+        sys.stderr.write(f"mechmem sweep: interrupted with {e.done} of {e.total} cells done; "
+                         f"finished chunks are in {e.path}; continue with: mechmem sweep "
+                         f"--resume {e.path}\n")
+        return 130
+    if not args.quiet:
+        _summary(result, time.perf_counter() - start)
+    return 0
+
+
+def _summary(result: SweepResult, seconds: float) -> None:
+    counts: dict[str, int] = {}
+    for c in result.cells:
+        counts[c["phase"]] = counts.get(c["phase"], 0) + 1
+    phases = ", ".join(f"{k} {v}" for k, v in sorted(counts.items(), key=lambda kv: -kv[1]))
+    print(f"wrote {result.path}: {len(result.cells)} cells ({phases}) in {seconds:.1f} s; "
+          f"mechmem report {result.path}")
