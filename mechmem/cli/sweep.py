@@ -91,9 +91,13 @@ def run_command(args: argparse.Namespace) -> int:
     try:
         if args.resume:
             changed = [f for f in given(args) if f != "device"]
-            if changed or args.preset or args.out or args.force or args.chunk_size:
-                names = ", ".join("--" + f.replace("_", "-") for f in changed) or (
-                    "--preset, --out, --force or --chunk-size")
+            others = [name for name, on in (
+                ("--preset", args.preset), ("--out", args.out), ("--force", args.force),
+                ("--chunk-size", args.chunk_size), ("--grid", args.grid != "appendix"),
+                ("--paper-minibatch-rule", args.paper_minibatch_rule))
+                if on]
+            if changed or others:
+                names = ", ".join(["--" + f.replace("_", "-") for f in changed] + others)
                 raise ValueError(f"--resume continues a sweep as configured; {names} cannot "
                                  "be given with it (only --device, --quiet, --save-weights).")
             config = None

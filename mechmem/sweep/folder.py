@@ -2,7 +2,7 @@
 
     sweep.json   {"format": "mechmem.sweep", "version": 1, "mechmem_version", "config":
                   SweepConfig.to_dict(), "cells": [cell id per grid position],
-                  "chunks": [[grid positions] per chunk], "device"}
+                  "chunks": [[grid positions] per chunk], "save_weights": bool}
     cells.jsonl  one JSON object per finished cell (see docs/sweeps.md), grid order within a
                  chunk, chunks in the order they finished
     weights/chunk-00012.pt  (with --save-weights) the final state of every run of chunk 12,
@@ -53,9 +53,7 @@ def new_folder(folder: Path, *, overwrite: bool) -> None:
         for name in (SWEEP_FILE, CELLS_FILE):
             (folder / name).unlink(missing_ok=True)
         shutil.rmtree(folder / WEIGHTS_DIR, ignore_errors=True)
-    if not folder.parent.is_dir():
-        raise FileNotFoundError(f"Cannot create {folder}: folder {folder.parent} does not exist.")
-    folder.mkdir(exist_ok=True)
+    folder.mkdir(parents=True, exist_ok=True)
 
 
 def write_header(folder: Path, header: Mapping[str, Any]) -> None:
@@ -108,9 +106,13 @@ def read_cells(folder: Path) -> list[dict[str, Any]]:
 
 
 def append_cells(folder: Path, cells: Sequence[Mapping[str, Any]]) -> None:
-    """Add finished cells: the file is rewritten whole (atomically), never left half-written."""
+    """Add finished cells (replacing earlier records of the same cells): the file is rewritten
+    whole (atomically), never left half-written."""
     path = folder / CELLS_FILE
-    old = path.read_bytes() if path.exists() else b""
+    ids = {c["id"] for c in cells}
+    kept = [line for line in (path.read_text().splitlines() if path.exists() else [])
+            if line.strip() and json.loads(line).get("id") not in ids]
+    old = "".join(line + "\n" for line in kept).encode()
     new = "".join(json.dumps(c, allow_nan=False, separators=(",", ":")) + "\n" for c in cells)
 
     def write(f):

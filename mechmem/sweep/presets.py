@@ -3,7 +3,8 @@ protocol, on either of its two grids.
 
 Grids:
     "appendix" (the default): the paper's App. A, 17 alpha values 0.1..0.9 x 19 xi values
-        0.0..0.9, with mechmem's seeding (each cell its own split, labels and init from seed 0).
+        0.0..0.9, with mechmem's seeding from seed 0 (as the paper, one seed per cell; cells of
+        one width share their initial weights, as the authors' cells do).
     "scripts": the authors' released scripts (Training_scripts/phase_diagrams_*.py): 17 alpha x
         17 xi values, both 0.1..0.9, every cell seeded alike (`seeding="scripts"`: pairs shuffled
         with seed 420, labels drawn after torch.manual_seed(0), init after torch.manual_seed(1)).

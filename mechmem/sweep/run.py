@@ -159,9 +159,8 @@ def sweep(
                 if save and weights is not None:
                     write_weights(folder, ch.index, [ids[i] for i in ch.cells],
                                  configs[0].model_config().to_dict(), weights)
-                fresh = [r for r in records if r["id"] not in done]
-                append_cells(folder, fresh)
-                done.update(r["id"] for r in fresh)
+                append_cells(folder, records)
+                done.update(r["id"] for r in records)
                 n_done += len(ch.cells)
                 bar.set_postfix(cells=f"{n_done}/{len(cells)}", refresh=True)
                 if interrupted[0]:

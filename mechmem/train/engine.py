@@ -4,9 +4,9 @@ Why not autograd on `HookedMLP.forward`: at the paper's size the three (batch x 
 matmuls are most of the work, and autograd adds fresh allocations and extra elementwise passes
 (the gather's backward, MSE's backward, x^2's backward) that cost about as much again. Here
 every step writes into buffers allocated once per batch size, the MSE gradient is taken in
-closed form, the factor 2 of x^2 rides on `index_add_`'s `alpha`, and the only host-device
-synchronization is at evaluation. Normalization layers are differentiated by a local autograd
-call; everything else is written out.
+closed form, the factor 2 of x^2 and each model's loss scale are applied once to the summed
+gradients, and the only host-device synchronization is at evaluation. Normalization layers are
+differentiated by a local autograd call; everything else is written out.
 
 The model axis: every tensor has a leading axis of M models (a single run is M = 1), each with
 its own weights, examples, labels, dropout rate and loss scale. Layout: `U` and `V` are held as

@@ -66,9 +66,9 @@ def check_fits(configs: Sequence[TrainConfig], device: torch.device | None = Non
     need = fixed_bytes(configs[0], device) + sum(bytes_per_run(c) for c in configs)
     free = available_bytes(device)
     if need > free:
-        what = "this run" if len(configs) == 1 else f"these {len(configs)} runs"
+        what = "this run needs" if len(configs) == 1 else f"these {len(configs)} runs need"
         raise MemoryError(
-            f"{what} needs about {_gb(need)} of {device.type} memory but only {_gb(free)} is "
+            f"{what} about {_gb(need)} of {device.type} memory but only {_gb(free)} is "
             f"free (p={configs[0].p}, width={configs[0].width}); choose a smaller p or width.")
 
 
