@@ -1,10 +1,11 @@
 """The report page: escaped summary tables, every figure, plotly.js inlined once, atomic writes.
 
-Safety: every string that comes from a checkpoint is HTML-escaped; figure data travels as JSON
-inside a non-executed `<script type="application/json">` block with `<`, `>` and `&` written as
-unicode escapes, so no value can close the block. A Content-Security-Policy pins the page's own
-scripts by hash and forbids every network fetch, so even a string that slipped through could
-neither run nor phone home.
+`html_page` is the scaffolding the sweep report shares. Safety: every string that comes from a
+checkpoint or a sweep folder is HTML-escaped; figure data travels as JSON inside a non-executed
+`<script type="application/json">` block with `<`, `>` and `&` written as unicode escapes, so no
+value can close the block. A Content-Security-Policy pins the page's own scripts by hash and
+forbids every network fetch, so even a string that slipped through could neither run nor phone
+home.
 """
 
 import base64
@@ -88,6 +89,9 @@ figcaption { font-size: 0.9rem; color: #444; padding: 0.3rem 0.5rem; }
 .missing { font-style: italic; color: #666; background: #fff; border: 1px dashed #ccc;
            padding: 0.8rem; border-radius: 6px; }
 footer { font-size: 0.85rem; color: #777; margin-top: 2rem; }
+.swatch { display: inline-block; width: 0.9em; height: 0.9em; border-radius: 2px;
+          vertical-align: -0.1em; margin-right: 0.4em; border: 1px solid rgba(0, 0, 0, 0.2); }
+summary { cursor: pointer; font-weight: 600; margin: 0.6rem 0 0.3rem; }
 """
 
 
@@ -108,7 +112,8 @@ def _csp_hash(script: str) -> str:
     return "'sha256-" + base64.b64encode(digest).decode("ascii") + "'"
 
 
-def _format_value(value: Any) -> str:
+def format_value(value: Any) -> str:
+    """A setting's value as text: floats in full, containers as JSON."""
     if isinstance(value, float):
         return repr(value)
     if isinstance(value, Mapping | list | tuple):
@@ -148,7 +153,7 @@ def summary_html(analysis: Any) -> str:
          f"{ipr.mean:.3f}" if math.isfinite(ipr.mean) else "n/a"),
         ("steps trained", _final_step(analysis)),
     ]
-    settings = [(str(k), _format_value(v)) for k, v in dict(analysis.config).items()]
+    settings = [(str(k), format_value(v)) for k, v in dict(analysis.config).items()]
     name = str(analysis.name)
     name_html = (f'<span class="run-name">{escape(name)}</span>' if name
                  else '<span class="run-name">unnamed run</span>')
@@ -179,7 +184,8 @@ def _sections(analysis: Any) -> list[tuple[str, str, list[Panel]]]:
     ]
 
 
-def _panel_html(panel: Panel) -> str:
+def panel_html(panel: Panel) -> str:
+    """A figure's heading, plot element and caption, or the note standing in its place."""
     title = f"<h3>{escape(panel.title)}</h3>"
     if panel.figure is None:
         return f'{title}<p class="missing" id="missing-{panel.key}">{escape(panel.note)}</p>'
@@ -204,6 +210,30 @@ def render_report(analysis: Any) -> str:
     sections = _sections(analysis)
     figures = {f"fig-{p.key}": p.figure for _, _, panels in sections for p in panels
                if p.figure is not None}
+    nav = " ".join(f'<a href="#{key}">{escape(title)}</a>' for key, title, _ in sections)
+    body = "".join(
+        f'<section id="{key}"><h2>{escape(title)}</h2>'
+        + "".join(panel_html(p) for p in panels) + "</section>"
+        for key, title, panels in sections
+    )
+    title = f"mechmem report: {analysis.name}" if analysis.name else "mechmem report"
+    return html_page(title, f'<section id="summary">{summary_html(analysis)}</section>'
+                     f"<nav>Sections: {nav}</nav>{body}", figures)
+
+
+def html_page(title: str, content: str, figures: Mapping[str, Any]) -> str:
+    """A self-contained page: `content` (HTML, already escaped) in `<main>`, the `figures`
+    (plotly specs as plain dicts, keyed by the id of the `div.plot` that draws each) drawn
+    by the inlined plotly.js, under the Content-Security-Policy described above.
+
+    Args:
+        title: the page title (plain text; escaped here).
+        content: the body of the page, every user string in it already escaped.
+        figures: element id -> {"data": [...], "layout": {...}}.
+
+    Returns:
+        The page.
+    """
     plotly_js = plotly.offline.get_plotlyjs()
     if "</script" in plotly_js.lower():  # would end its element early; never seen in a release
         raise ValueError("This plotly.js bundle contains '</script' and cannot be inlined.")
@@ -211,23 +241,14 @@ def render_report(analysis: Any) -> str:
     csp = ("default-src 'none'; script-src " + " ".join(_csp_hash(s) for s in scripts)
            + "; style-src 'unsafe-inline'; img-src data: blob:; font-src data:;"
            " connect-src 'none'; form-action 'none'; base-uri 'none'")
-    nav = " ".join(f'<a href="#{key}">{escape(title)}</a>' for key, title, _ in sections)
-    body = "".join(
-        f'<section id="{key}"><h2>{escape(title)}</h2>'
-        + "".join(_panel_html(p) for p in panels) + "</section>"
-        for key, title, panels in sections
-    )
-    title = f"mechmem report: {analysis.name}" if analysis.name else "mechmem report"
     return (
         "<!DOCTYPE html>\n<html lang=\"en\"><head><meta charset=\"utf-8\">"
         f'<meta http-equiv="Content-Security-Policy" content="{escape(csp)}">'
         '<meta name="viewport" content="width=device-width, initial-scale=1">'
         f"<title>{escape(title)}</title><style>{_CSS}</style>"
         f"<script>{_PRELUDE}</script><script>{plotly_js}</script></head>\n<body><main>"
-        f'<section id="summary">{summary_html(analysis)}</section>'
-        f"<nav>Sections: {nav}</nav>"
         "<noscript><p class=\"missing\">The figures need JavaScript.</p></noscript>"
-        f"{body}<footer>Written by mechmem {escape(__version__)}; this page is "
+        f"{content}<footer>Written by mechmem {escape(__version__)}; this page is "
         "self-contained and loads nothing from the network.</footer></main>\n"
         f'<script type="application/json" id="mechmem-figures">{script_json(figures)}</script>\n'
         f"<script>{_BOOT}</script></body></html>\n"
