@@ -57,9 +57,9 @@ def test_preset_axes_are_replaced_by_flags_and_the_summary_names_the_folder(tmp_
 @pytest.mark.parametrize(("argv", "message"), [
     (["--corrupt-frac", "0.1,1.2"], r"corrupt_frac=1.2: `corrupt_frac` \(xi\) must lie"),
     (["--op", "mul", "--p", "12"], "`p` must be prime for mul, got 12"),
-    (["--weight-decay", "0,x"], "argument --weight-decay: must be a number, got 'x'"),
+    (["--weight-decay", "0,x"], "argument --weight-decay: invalid float value: 'x'"),
     (["--train-frac", "0.1:0.9"], "argument --train-frac"),
-    (["--norm", "batchnorm,bogus"], "invalid choice 'bogus'"),
+    (["--norm", "batchnorm,bogus"], "invalid choice: 'bogus'"),
     (["--p", "3000", "--seed", "0,1"], r"needs about [\d.]+ GB of cpu memory"),
     (["--chunk-size", "0"], "--chunk-size must be a positive integer"),
 ])

@@ -35,8 +35,9 @@ def _number(kind: type) -> Callable[[str], Any]:
         try:
             return kind(text)
         except ValueError:
+            # argparse's own wording for a bad int or float.
             raise argparse.ArgumentTypeError(
-                f"must be {'an integer' if kind is int else 'a number'}, got {text!r}") from None
+                f"invalid {kind.__name__} value: {text!r}") from None
     convert.__name__ = kind.__name__
     return convert
 
@@ -45,7 +46,7 @@ def _choice(choices: tuple[str, ...]) -> Callable[[str], str]:
     def convert(text: str) -> str:
         if text not in choices:
             raise argparse.ArgumentTypeError(
-                f"invalid choice {text!r} (choose from {', '.join(choices)})")
+                f"invalid choice: {text!r} (choose from {', '.join(choices)})")
         return text
     return convert
 
