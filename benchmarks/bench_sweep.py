@@ -4,6 +4,7 @@
     python benchmarks/bench_sweep.py                 # CPU: small models, then the paper's size
     python benchmarks/bench_sweep.py --gpu           # GPU: the fig3a preset at the paper's size
     python benchmarks/bench_sweep.py --gpu --cells 200 --steps 500   # a shorter GPU check
+    python benchmarks/bench_sweep.py --gpu --device cpu --cells 16 --steps 20   # check on a CPU
 
 CPU, small: p 31, width 128, 64 full-batch cells (weight decay 0/5/15/20 x xi 0..0.7 x alpha
 0.3..0.6), 500 steps each. CPU, paper size: p 97, width 500, 8 cells (weight decay x xi at
@@ -73,11 +74,12 @@ def cpu() -> None:
     compare("CPU, the paper's size", paper)
 
 
-def gpu(cells: int | None, steps: int | None) -> None:
-    if not torch.cuda.is_available():
+def gpu(cells: int | None, steps: int | None, device: str) -> None:
+    cuda = device == "cuda"
+    if cuda and not torch.cuda.is_available():
         raise SystemExit("--gpu needs a CUDA GPU; none is available here.")
-    print(f"GPU: {torch.cuda.get_device_name()}")
-    overrides = {"device": "cuda"}
+    print(f"GPU: {torch.cuda.get_device_name()}" if cuda else f"dry run of --gpu on {device}")
+    overrides = {"device": device}
     if steps is not None:
         overrides["steps"] = steps
     config = sweep_preset("fig3a", **overrides)
@@ -89,7 +91,8 @@ def gpu(cells: int | None, steps: int | None) -> None:
             ("weight_decay", dict(config.axes)["weight_decay"]),
             ("corrupt_frac", xis[::keep]), ("train_frac", alphas[::keep])), name=config.name)
     compare("GPU, fig3a", config, sequential_cells=4)
-    print(f"  peak GPU memory: {torch.cuda.max_memory_allocated() / 1e9:.1f} GB")
+    if cuda:
+        print(f"  peak GPU memory: {torch.cuda.max_memory_allocated() / 1e9:.1f} GB")
 
 
 def main() -> None:
@@ -97,11 +100,13 @@ def main() -> None:
     parser.add_argument("--gpu", action="store_true", help="the fig3a preset on CUDA")
     parser.add_argument("--cells", type=int, help="with --gpu: about this many cells")
     parser.add_argument("--steps", type=int, help="with --gpu: steps per cell (default 2000)")
+    parser.add_argument("--device", default="cuda",
+                        help="with --gpu: cuda (default), or cpu to check the script")
     args = parser.parse_args()
     print(f"torch {torch.__version__}, {platform.processor() or platform.machine()}, "
           f"{torch.get_num_threads()} threads")
     if args.gpu:
-        gpu(args.cells, args.steps)
+        gpu(args.cells, args.steps, args.device)
     else:
         cpu()
 

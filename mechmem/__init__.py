@@ -9,6 +9,8 @@ Did this network memorize, generalize, or both? Headline names:
 - training: `TrainConfig`, `train` (more in `mechmem.train`: `resume`, `preset`, `PRESETS`,
   `initial_model`)
 - analysis: `analyze` (the analyzers themselves live in `mechmem.analysis`)
+- sweeps: `SweepConfig`, `sweep`, `load_sweep` (more in `mechmem.sweep`: `sweep_preset`,
+  `SweepResult`, `train_chunk`, ...)
 """
 
 from .analysis import analyze as analyze
@@ -23,6 +25,12 @@ from .hooks import HookPoint as HookPoint
 from .models import HookedMLP as HookedMLP
 from .models import MLPConfig as MLPConfig
 from .models import analytic_solution as analytic_solution
+
+# As for `train`: `mechmem.sweep(config, out=...)` is the function, and
+# `from mechmem.sweep import SweepConfig` still reaches the subpackage.
+from .sweep import SweepConfig as SweepConfig
+from .sweep import load_sweep as load_sweep
+from .sweep import sweep as sweep
 
 # The function shadows the subpackage's attribute on purpose: `mechmem.train(config)`;
 # `from mechmem.train import resume` still reaches the subpackage.
