@@ -26,8 +26,8 @@ from .models import HookedMLP as HookedMLP
 from .models import MLPConfig as MLPConfig
 from .models import analytic_solution as analytic_solution
 
-# As for `train`: `mechmem.sweep(config, out=...)` is the function, and
-# `from mechmem.sweep import SweepConfig` still reaches the subpackage.
+# Here too the function shadows the subpackage: `mechmem.sweep(config, out=...)`;
+# `from mechmem.sweep import sweep_preset` still reaches the subpackage.
 from .sweep import SweepConfig as SweepConfig
 from .sweep import load_sweep as load_sweep
 from .sweep import sweep as sweep
