@@ -5,8 +5,10 @@ comma list or start:stop:count (`--weight-decay 0,5,15,20`, `--train-frac 0.1:0.
 """
 
 import argparse
+import re
 from collections.abc import Callable
 from dataclasses import dataclass
+from pathlib import Path
 from typing import Any
 
 from ..data import OPERATIONS
@@ -132,6 +134,14 @@ def _values(convert: Callable[[str], Any]) -> Callable[[str], tuple[Any, ...]]:
         except ValueError as e:
             raise argparse.ArgumentTypeError(str(e)) from None
     return parse
+
+
+def default_path(folder: str, stem: str, suffix: str = "") -> Path:
+    """folder/stem+suffix in the current directory, the stem made safe for a file name and
+    the folder created."""
+    stem = re.sub(r"[^A-Za-z0-9._-]+", "_", stem).strip("._") or "run"
+    Path(folder).mkdir(exist_ok=True)
+    return Path(folder) / f"{stem}{suffix}"
 
 
 def given(args: argparse.Namespace) -> dict[str, Any]:

@@ -2,7 +2,6 @@
 `SweepConfig`, over an optional preset, and run it into a sweep folder."""
 
 import argparse
-import re
 import sys
 import time
 from pathlib import Path
@@ -13,7 +12,7 @@ from ..sweep.presets import GRIDS, SWEEP_PRESETS, sweep_preset
 from ..sweep.result import SweepResult
 from ..sweep.run import SweepInterrupted, sweep
 from ..train.config import TrainConfig
-from ._flags import add_config_flags, given
+from ._flags import add_config_flags, default_path, given
 
 
 def register(sub: argparse._SubParsersAction) -> None:
@@ -76,14 +75,6 @@ def _config(args: argparse.Namespace) -> SweepConfig:
                        name=name or (pre.name if args.preset else ""), chunk_size=chunk)
 
 
-def _default_out(args: argparse.Namespace) -> Path:
-    stem = args.name or args.preset or "sweep"
-    stem = re.sub(r"[^A-Za-z0-9._-]+", "_", stem).strip("._") or "sweep"
-    folder = Path("sweeps")
-    folder.mkdir(exist_ok=True)
-    return folder / stem
-
-
 def run_command(args: argparse.Namespace) -> int:
     start = time.perf_counter()
     if args.chunk_size is not None and args.chunk_size < 1:
@@ -114,7 +105,8 @@ def run_command(args: argparse.Namespace) -> int:
                            progress=not args.quiet)
         else:
             config = _config(args)
-            out = Path(args.out) if args.out else _default_out(args)
+            out = Path(args.out) if args.out else default_path(
+                "sweeps", args.name or args.preset or "sweep")
             result = sweep(config, out=out, overwrite=args.force,
                            save_weights=args.save_weights, progress=not args.quiet)
     except SweepInterrupted as e:
@@ -128,9 +120,6 @@ def run_command(args: argparse.Namespace) -> int:
 
 
 def _summary(result: SweepResult, seconds: float) -> None:
-    counts: dict[str, int] = {}
-    for c in result.cells:
-        counts[c["phase"]] = counts.get(c["phase"], 0) + 1
-    phases = ", ".join(f"{k} {v}" for k, v in sorted(counts.items(), key=lambda kv: -kv[1]))
+    phases = ", ".join(f"{k} {v}" for k, v in result.phase_counts().items())
     print(f"wrote {result.path}: {len(result.cells)} cells ({phases}) in {seconds:.1f} s; "
           f"mechmem report {result.path}")

@@ -1,7 +1,6 @@
 """`mechmem train`: parse flags into a `TrainConfig` (over an optional preset) and run it."""
 
 import argparse
-import re
 import sys
 import time
 from pathlib import Path
@@ -10,7 +9,7 @@ from ..checkpoint import Checkpoint
 from ..train.config import TrainConfig
 from ..train.loop import TrainingInterrupted, resume, train
 from ..train.presets import PRESETS, preset
-from ._flags import add_config_flags, given
+from ._flags import add_config_flags, default_path, given
 
 
 def register(sub: argparse._SubParsersAction) -> None:
@@ -47,14 +46,6 @@ def _config(args: argparse.Namespace) -> TrainConfig:
     return config
 
 
-def _default_out(config: TrainConfig, preset_name: str | None) -> Path:
-    stem = config.name or preset_name or "default"
-    stem = re.sub(r"[^A-Za-z0-9._-]+", "_", stem).strip("._") or "run"
-    folder = Path("runs")
-    folder.mkdir(exist_ok=True)
-    return folder / f"{stem}.pt"
-
-
 def run_command(args: argparse.Namespace) -> int:
     start = time.perf_counter()
     try:
@@ -68,7 +59,8 @@ def run_command(args: argparse.Namespace) -> int:
                           checkpoint_every=args.checkpoint_every, progress=not args.quiet)
         else:
             config = _config(args)
-            out = Path(args.out) if args.out else _default_out(config, args.preset)
+            out = Path(args.out) if args.out else default_path(
+                "runs", config.name or args.preset or "default", ".pt")
             ckpt = train(config, out=out, overwrite=args.force,
                          checkpoint_every=args.checkpoint_every, progress=not args.quiet)
     except TrainingInterrupted as e:

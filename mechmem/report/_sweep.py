@@ -294,9 +294,7 @@ def _header_html(result: SweepResult) -> str:
              roles.get(f, f"fixed at {format_value(fixed[f])} (first value)" if f in fixed
                        else "one value"))
             for f, values in config.axes]
-    counts: dict[str, int] = {}
-    for c in result.cells:
-        counts[c["phase"]] = counts.get(c["phase"], 0) + 1
+    counts = result.phase_counts()
     phases = [(f'<span class="swatch" style="background:{PHASE_COLOURS[p]}"></span>'
                f"{escape(PHASE_TEXT[p][0])}", str(counts.pop(p, 0)), PHASE_TEXT[p][1])
               for p in PHASES]

@@ -88,11 +88,15 @@ class SweepResult:
     def complete(self) -> bool:
         return len(self.cells) == self.n_cells
 
-    def __repr__(self) -> str:
-        phases: dict[str, int] = {}
+    def phase_counts(self) -> dict[str, int]:
+        """How many finished cells ended in each phase, most frequent first."""
+        counts: dict[str, int] = {}
         for c in self.cells:
-            phases[c["phase"]] = phases.get(c["phase"], 0) + 1
-        counts = ", ".join(f"{k} {v}" for k, v in sorted(phases.items()))
+            counts[c["phase"]] = counts.get(c["phase"], 0) + 1
+        return dict(sorted(counts.items(), key=lambda kv: (-kv[1], kv[0])))
+
+    def __repr__(self) -> str:
+        counts = ", ".join(f"{k} {v}" for k, v in self.phase_counts().items())
         return (f"SweepResult({str(self.path)!r}: {len(self.cells)}/{self.n_cells} cells"
                 f"{'; ' + counts if counts else ''})")
 
