@@ -49,7 +49,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     except KeyboardInterrupt:
         sys.stderr.write("mechmem: interrupted\n")
         return 130
-    except (ValueError, TypeError, OSError, KeyError, MemoryError) as e:
+    except (ValueError, TypeError, OSError, KeyError, MemoryError, ImportError) as e:
         msg = str(e).strip().splitlines()[0] if str(e).strip() else type(e).__name__
         if isinstance(e, KeyError) and msg.startswith(("'", '"')):
             msg = msg[1:-1]

@@ -46,6 +46,12 @@ def register(sub: argparse._SubParsersAction) -> None:
                      help="keep every cell's final weights (one file per chunk)")
     run.add_argument("--chunk-size", type=int, metavar="M",
                      help="at most M runs train together (default: as many as fit in memory)")
+    run.add_argument("--backend", choices=["local", "ray"], default="local",
+                     help="local: chunks one after another here (default); ray: each chunk a "
+                     "Ray task (pip install \"mechmem[ray]\"; see docs/scaling.md)")
+    run.add_argument("--address", metavar="ADDRESS",
+                     help="with --backend ray: join this cluster (auto or host:port) and leave it "
+                     "running; default: start a local Ray instance for the sweep")
     run.add_argument("--quiet", action="store_true", help="no progress bar or summary")
     p.set_defaults(handler=run_command)
 
@@ -90,7 +96,8 @@ def run_command(args: argparse.Namespace) -> int:
             if changed or others:
                 names = ", ".join(["--" + f.replace("_", "-") for f in changed] + others)
                 raise ValueError(f"--resume continues a sweep as configured; {names} cannot "
-                                 "be given with it (only --device, --quiet, --save-weights).")
+                                 "be given with it (only --device, --quiet, --save-weights, "
+                                 "--backend, --address).")
             config = None
             device: Any = given(args).get("device")
             out = Path(args.resume)
@@ -102,13 +109,14 @@ def run_command(args: argparse.Namespace) -> int:
                                      stored.paper_minibatch_rule, stored.name,
                                      stored.chunk_size)
             result = sweep(config, out=out, resume=True, save_weights=args.save_weights,
-                           progress=not args.quiet)
+                           progress=not args.quiet, backend=args.backend, address=args.address)
         else:
             config = _config(args)
             out = Path(args.out) if args.out else default_path(
                 "sweeps", args.name or args.preset or "sweep")
             result = sweep(config, out=out, overwrite=args.force,
-                           save_weights=args.save_weights, progress=not args.quiet)
+                           save_weights=args.save_weights, progress=not args.quiet,
+                           backend=args.backend, address=args.address)
     except SweepInterrupted as e:
         sys.stderr.write(f"mechmem sweep: interrupted with {e.done} of {e.total} cells done; "
                          f"finished chunks are in {e.path}; continue with: mechmem sweep "

@@ -41,13 +41,14 @@ def _similar_sizes(cells: list[int], sizes: Sequence[int]) -> list[list[int]]:
     return [sorted(p) for p in parts]
 
 
-def plan_chunks(cells: Sequence[TrainConfig], device: torch.device,
+def plan_chunks(cells: Sequence[TrainConfig], device: torch.device | None,
                 chunk_size: int | None = None) -> list[Chunk]:
     """Group `cells` (grid order) into chunks of runs that share a training step.
 
     Args:
         cells: every cell's run.
-        device: where they will train (the default chunk size is what fits in its memory).
+        device: where they will train (the default chunk size is what fits in its memory);
+            None: not on this machine (then `chunk_size` is required and memory is not checked).
         chunk_size: at most this many runs per chunk (default: as many as fit).
 
     Returns:
@@ -67,11 +68,14 @@ def plan_chunks(cells: Sequence[TrainConfig], device: torch.device,
     for part in parts:
         # The largest run of the part decides how many fit.
         big = cells[max(part, key=lambda i: sizes[i])]
+        if device is None and chunk_size is None:
+            raise ValueError("Planning for another machine needs a chunk size.")
         size = chunk_size or models_per_chunk(big, device)
         k = math.ceil(len(part) / size)
         per = math.ceil(len(part) / k)  # equal chunks rather than a full ones and a remainder
         for lo in range(0, len(part), per):
             chunks.append(tuple(part[lo:lo + per]))
-        check_fits([big] * min(per, len(part)), device)
+        if device is not None:
+            check_fits([big] * min(per, len(part)), device)
     chunks.sort(key=lambda c: c[0])
     return [Chunk(k, c) for k, c in enumerate(chunks)]

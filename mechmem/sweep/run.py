@@ -3,12 +3,15 @@
 import os
 import signal
 import threading
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator, Sequence
 from contextlib import contextmanager
 from pathlib import Path
+from typing import Any
 
+import torch
 from tqdm.auto import tqdm
 
+from ..train.config import TrainConfig
 from ..train.group import resolve_device
 from .cell import ChunkInterrupted, train_chunk
 from .config import SweepConfig, cell_id
@@ -23,6 +26,8 @@ from .folder import (
 )
 from .plan import Chunk, plan_chunks
 from .result import SweepResult, load_sweep
+
+BACKENDS = ("local", "ray")
 
 
 class SweepInterrupted(KeyboardInterrupt):
@@ -74,6 +79,8 @@ def sweep(
     overwrite: bool = False,
     save_weights: bool = False,
     progress: bool = False,
+    backend: str = "local",
+    address: str | None = None,
 ) -> SweepResult:
     """Train every cell of `config` and write the sweep folder `out`.
 
@@ -88,6 +95,10 @@ def sweep(
         overwrite: replace an existing sweep in `out`.
         save_weights: keep every cell's final weights (one file per chunk).
         progress: a progress bar over model-steps with cells done / total and an ETA.
+        backend: "local" (the chunks one after another in this process) or "ray" (each chunk
+            a Ray task; needs `pip install "mechmem[ray]"`, see docs/scaling.md).
+        address: with "ray", the cluster to join ("auto" or "host:port"; it is left running);
+            None starts a local Ray instance and shuts it down at the end.
 
     Returns:
         The finished sweep as a `SweepResult`.
@@ -102,6 +113,14 @@ def sweep(
         >>> sweep(sc, out="sweeps/small").phase_grid().values
     """
     folder = Path(out)
+    if backend not in BACKENDS:
+        raise ValueError(f"`backend` must be one of {', '.join(BACKENDS)}, got {backend!r}.")
+    if address is not None and backend != "ray":
+        raise ValueError("`address` is the Ray cluster to join: it needs backend='ray'.")
+    if backend == "ray":
+        from .ray_backend import require_ray
+
+        require_ray()  # before anything is planned or written
     if resume and overwrite:
         raise ValueError("Pass either resume or overwrite, not both.")
     if resume:
@@ -125,8 +144,15 @@ def sweep(
         if len(set(ids)) != len(ids):
             raise ValueError("Two cells of the grid are the same run; remove the repeated "
                              "axis values.")
-        device = resolve_device(config.base.device)
-        chunks = plan_chunks(cells, device, config.chunk_size)  # refuses what cannot fit
+        if backend == "ray" and config.base.device == "cuda" and not torch.cuda.is_available():
+            # The GPUs are on the cluster's workers, not here: the chunk size must be given.
+            if config.chunk_size is None:
+                raise ValueError("A Ray sweep on cluster GPUs from a driver without a GPU needs "
+                                 "a chunk size (--chunk-size M, SweepConfig.chunk_size).")
+            chunks = plan_chunks(cells, None, config.chunk_size)
+        else:
+            device = resolve_device(config.base.device)
+            chunks = plan_chunks(cells, device, config.chunk_size)  # refuses what cannot fit
         new_folder(folder, overwrite=overwrite)
         save = save_weights
         write_header(folder, {"config": config.to_dict(), "cells": ids,
@@ -138,33 +164,48 @@ def sweep(
         done -= {ids[i] for ch in chunks for i in ch.cells
                  if not weights_path(folder, ch.index).is_file()}
     pending = [ch for ch in chunks if not all(ids[i] in done for i in ch.cells)]
-    total_steps = sum(c.steps for c in cells)
     finished = [i for i, cid in enumerate(ids) if cid in done]
-    bar = tqdm(total=total_steps, initial=sum(cells[i].steps for i in finished),
+    bar = tqdm(total=sum(c.steps for c in cells), initial=sum(cells[i].steps for i in finished),
                disable=not progress, unit="model-step", unit_scale=True, dynamic_ncols=True)
-    n_done = len(finished)
-    bar.set_postfix(cells=f"{n_done}/{len(cells)}", refresh=False)
+    n_done = [len(finished)]
+    bar.set_postfix(cells=f"{n_done[0]}/{len(cells)}", refresh=False)
+
+    def finish(ch: Chunk, records: list[dict], weights: dict | None) -> None:
+        """Write one finished chunk (the only place that writes cells: one writer)."""
+        for rec, i in zip(records, ch.cells, strict=True):
+            rec.update({"id": ids[i], "index": i, "chunk": ch.index})
+        if save and weights is not None:
+            write_weights(folder, ch.index, [ids[i] for i in ch.cells],
+                          cells[ch.cells[0]].model_config().to_dict(), weights)
+        append_cells(folder, records)
+        n_done[0] += len(ch.cells)
+        bar.set_postfix(cells=f"{n_done[0]}/{len(cells)}", refresh=True)
+
+    jobs = [(ch, [cells[i] for i in ch.cells]) for ch in pending]
     try:
         with _catch_sigint() as interrupted:
-            for ch in pending:
-                configs = [cells[i] for i in ch.cells]
-                try:
-                    records, weights = train_chunk(
-                        configs, on_step=bar.update, should_stop=lambda: interrupted[0],
-                        keep_weights=save)
-                except ChunkInterrupted:
-                    raise SweepInterrupted(folder, n_done, len(cells)) from None
-                for rec, i in zip(records, ch.cells, strict=True):
-                    rec.update({"id": ids[i], "index": i, "chunk": ch.index})
-                if save and weights is not None:
-                    write_weights(folder, ch.index, [ids[i] for i in ch.cells],
-                                 configs[0].model_config().to_dict(), weights)
-                append_cells(folder, records)
-                done.update(r["id"] for r in records)
-                n_done += len(ch.cells)
-                bar.set_postfix(cells=f"{n_done}/{len(cells)}", refresh=True)
-                if interrupted[0]:
-                    raise SweepInterrupted(folder, n_done, len(cells))
+            if backend == "ray":
+                from .ray_backend import run_on_ray  # Ray is imported only here
+
+                run_on_ray(jobs, finish, progress=bar.update, stop=lambda: interrupted[0],
+                           keep_weights=save, address=address)
+            else:
+                _run_local(jobs, finish, progress=bar.update, stop=lambda: interrupted[0],
+                           keep_weights=save)
+    except ChunkInterrupted:
+        raise SweepInterrupted(folder, n_done[0], len(cells)) from None
     finally:
         bar.close()
     return load_sweep(folder)
+
+
+def _run_local(jobs: Sequence[tuple[Chunk, list[TrainConfig]]],
+               finish: Callable[..., Any], *, progress: Callable[..., Any],
+               stop: Callable[..., Any], keep_weights: bool) -> None:
+    """The local backend: each chunk in turn, in this process."""
+    for ch, configs in jobs:
+        records, weights = train_chunk(configs, on_step=progress, should_stop=stop,
+                                       keep_weights=keep_weights)
+        finish(ch, records, weights)
+        if stop():
+            raise ChunkInterrupted("stopped between chunks")
