@@ -97,12 +97,11 @@ class DatasetSpec:
                 f"`corruption` must be 'uniform' or 'exclude_true', got {self.corruption!r}."
             )
         check_seeding(self.seeding)
-        n_pairs = self.p * (self.p - 1) if self.op == "div" else self.p * self.p
-        n_train = _n_train(self, n_pairs)
-        if not 1 <= n_train < n_pairs:
+        total = n_pairs(self.op, self.p)
+        if not 1 <= train_size(self) < total:
             raise ValueError(
                 f"`train_frac`={self.train_frac} leaves an empty train or test set "
-                f"for {n_pairs} pairs; choose a fraction that keeps both non-empty."
+                f"for {total} pairs; choose a fraction that keeps both non-empty."
             )
 
     def to_dict(self) -> dict[str, object]:
@@ -205,10 +204,14 @@ class ModularDataset:
                    corrupted.clone())
 
 
+def n_pairs(op: str, p: int) -> int:
+    """How many input pairs the task has (division leaves out b = 0)."""
+    return p * (p - 1) if op == "div" else p * p
+
+
 def train_size(spec: DatasetSpec) -> int:
     """How many training examples `make_dataset(spec)` has (without building it)."""
-    n_pairs = spec.p * (spec.p - 1) if spec.op == "div" else spec.p * spec.p
-    return _n_train(spec, n_pairs)
+    return _n_train(spec, n_pairs(spec.op, spec.p))
 
 
 def _n_train(spec: DatasetSpec, n_pairs: int) -> int:

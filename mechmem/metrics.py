@@ -5,10 +5,16 @@ computes them here, for any leading axes (one model, a stack of models, a prunin
 """
 
 import torch
-from jaxtyping import Bool, Float
+from jaxtyping import Bool, Float, Int
 from torch import Tensor
 
 METRICS = ("train", "test", "clean_train", "corrupted_memorized", "corrupted_true")
+
+
+def predict(logits: Float[Tensor, "*lead p"]) -> Int[Tensor, " *lead"]:
+    """Predicted class of each row: torch.argmax's first maximum; -1 (never a label, so always
+    wrong) for a row holding a non-finite logit, where argmax would pick the NaN."""
+    return torch.where(torch.isfinite(logits).all(-1), logits.argmax(-1), -1)
 
 
 def masked_mean(

@@ -65,6 +65,23 @@ def ipr(amplitudes: Float[Tensor, "*batch freqs"], r: float = 2.0) -> Float[Tens
     return torch.where(ok, value, torch.nan)
 
 
+def neuron_spectra_stacked(
+    u: Float[Tensor, "*models neurons p"],
+    v: Float[Tensor, "*models neurons p"],
+    w: Float[Tensor, "*models neurons p"],
+    op: str,
+    convention: str = "rfft",
+) -> tuple[Complex[Tensor, "*models neurons freqs"], ...]:
+    """Complex coefficients of every neuron's three weight vectors (U row, V row, W column,
+    each over the residues) in the task's basis, for any leading axes."""
+    coords = task_coordinates(op, u.shape[-1])
+    out = []
+    for x, c in zip((u, v, w), (coords.a, coords.b, coords.out), strict=True):
+        basis = fourier_basis(c.to(x.device), coords.period, convention).to(x.device)
+        out.append(spectrum(x, basis))
+    return tuple(out)
+
+
 def neuron_ipr_stacked(
     u: Float[Tensor, "*models neurons p"],
     v: Float[Tensor, "*models neurons p"],
@@ -80,12 +97,7 @@ def neuron_ipr_stacked(
     Returns:
         (IPR of U rows, of V rows, of W columns), float64, NaN for a zero or non-finite vector.
     """
-    coords = task_coordinates(op, u.shape[-1])
-    out = []
-    for x, c in zip((u, v, w), (coords.a, coords.b, coords.out), strict=True):
-        basis = fourier_basis(c.to(x.device), coords.period, convention).to(x.device)
-        out.append(ipr(spectrum(x, basis).abs(), r))
-    return tuple(out)
+    return tuple(ipr(c.abs(), r) for c in neuron_spectra_stacked(u, v, w, op, convention))
 
 
 def network_ipr(

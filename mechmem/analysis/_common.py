@@ -8,6 +8,8 @@ import torch
 from jaxtyping import Float, Int
 from torch import Tensor, nn
 
+from ..metrics import predict as predict
+
 
 @contextlib.contextmanager
 def evaluating(model: nn.Module) -> Iterator[nn.Module]:
@@ -37,14 +39,6 @@ def single_thread() -> Iterator[None]:
         yield
     finally:
         torch.set_num_threads(threads)
-
-
-def predict(logits: Float[Tensor, "batch p"]) -> Int[Tensor, " batch"]:
-    """Predicted class of each row: torch.argmax's first maximum; -1 (never a label, so always
-    wrong) for a row holding a non-finite logit, where argmax would pick the NaN."""
-    pred = logits.argmax(-1)
-    finite = torch.isfinite(logits).all(-1)
-    return torch.where(finite, pred, -1)
 
 
 def hidden_activations(

@@ -8,12 +8,11 @@ import torch
 from jaxtyping import Complex, Float
 from torch import Tensor
 
-from ..data import task_coordinates
 from ..spectral import CONVENTIONS as CONVENTIONS
 from ..spectral import fourier_basis as fourier_basis
 from ..spectral import ipr as ipr
 from ..spectral import n_frequencies as n_frequencies
-from ..spectral import network_ipr, neuron_ipr_stacked
+from ..spectral import network_ipr, neuron_ipr_stacked, neuron_spectra_stacked
 from ..spectral import spectrum as spectrum
 
 
@@ -26,12 +25,7 @@ def neuron_spectra(
     model: torch.nn.Module, op: str, convention: str = "rfft"
 ) -> tuple[Complex[Tensor, "neurons freqs"], ...]:
     """Complex coefficients of every neuron's U row, V row and W column in the task's basis."""
-    coords = task_coordinates(op, model.cfg.p)
-    out = []
-    for x, c in zip(neuron_weights(model), (coords.a, coords.b, coords.out), strict=True):
-        basis = fourier_basis(c.to(x.device), coords.period, convention).to(x.device)
-        out.append(spectrum(x, basis))
-    return tuple(out)
+    return neuron_spectra_stacked(*neuron_weights(model), op, convention)
 
 
 def neuron_ipr(

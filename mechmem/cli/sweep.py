@@ -2,6 +2,7 @@
 `SweepConfig`, over an optional preset, and run it into a sweep folder."""
 
 import argparse
+import dataclasses
 import sys
 import time
 from pathlib import Path
@@ -105,9 +106,7 @@ def run_command(args: argparse.Namespace) -> int:
                 from ..sweep.folder import read_header
 
                 stored = SweepConfig.from_dict(read_header(out)["config"])
-                config = SweepConfig(stored.base.replace(device=device[0]), stored.axes,
-                                     stored.paper_minibatch_rule, stored.name,
-                                     stored.chunk_size)
+                config = dataclasses.replace(stored, base=stored.base.replace(device=device[0]))
             result = sweep(config, out=out, resume=True, save_weights=args.save_weights,
                            progress=not args.quiet, backend=args.backend, address=args.address)
         else:

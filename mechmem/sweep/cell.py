@@ -91,19 +91,15 @@ def train_chunk(
     c0 = group.configs[0]
     histories: list[dict[str, list[float]]] = [{k: [] for k in HISTORY_KEYS} for _ in configs]
     for s in range(c0.steps + 1):
-        last = s == c0.steps
-        logits = group.gradients(s) if group.reuse and not last else None
-        if s % c0.eval_every == 0 or last:
-            for h, entry in zip(histories, group.evaluate(s, logits), strict=True):
+        if s % c0.eval_every == 0 or s == c0.steps:
+            for h, entry in zip(histories, group.record(s), strict=True):
                 for k in HISTORY_KEYS:
                     h[k].append(entry[k])
-        if last:
+        if s == c0.steps:
             break
         if should_stop is not None and should_stop():
             raise ChunkInterrupted(f"chunk stopped at step {s}")
-        if logits is None:
-            group.gradients(s)
-        group.update()
+        group.advance(s)
         if on_step is not None:
             on_step(group.models)
     u, v, w = (group.weights(k) for k in ("U", "V", "W"))
@@ -112,12 +108,4 @@ def train_chunk(
         ipr = network_ipr(u[i], v[i], w[i].T, config.op)[1]  # W's columns are its neurons
         sizes = (ds.n_train, int(ds.test_idx.numel()), ds.n_corrupted)
         records.append(cell_record(config, histories[i], ipr, sizes))
-    weights = None
-    if keep_weights:
-        names = [k for k in group.params] + [k for k in group.buffers]
-        weights = {}
-        for k in names:
-            t = group.params.get(k, group.buffers.get(k))
-            t = t.transpose(-1, -2) if k in ("U", "V") else t
-            weights[k] = t.to("cpu", copy=True, memory_format=torch.contiguous_format)
-    return records, weights
+    return records, group.state() if keep_weights else None

@@ -2,15 +2,14 @@
 
 import os
 import signal
-import threading
-from collections.abc import Callable, Iterator, Sequence
-from contextlib import contextmanager
+from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import Any
 
 import torch
 from tqdm.auto import tqdm
 
+from .._signals import signals_as_flag
 from ..train.config import TrainConfig
 from ..train.group import resolve_device
 from .cell import ChunkInterrupted, train_chunk
@@ -41,27 +40,6 @@ class SweepInterrupted(KeyboardInterrupt):
     def __init__(self, path: Path, done: int, total: int) -> None:
         super().__init__(f"sweep interrupted with {done} of {total} cells done")
         self.path, self.done, self.total = path, done, total
-
-
-@contextmanager
-def _catch_sigint() -> Iterator[list[bool]]:
-    """SIGINT becomes a flag checked between steps; a second one stops at once. SIGTERM is
-    left alone (cluster schedulers and Ray use it to stop workers)."""
-    flag = [False]
-    if threading.current_thread() is not threading.main_thread():
-        yield flag
-        return
-
-    def handler(signum: int, frame: object) -> None:
-        if flag[0]:
-            raise KeyboardInterrupt
-        flag[0] = True
-
-    old = signal.signal(signal.SIGINT, handler)
-    try:
-        yield flag
-    finally:
-        signal.signal(signal.SIGINT, old)
 
 
 def _grid(config: SweepConfig) -> dict:
@@ -183,7 +161,8 @@ def sweep(
 
     jobs = [(ch, [cells[i] for i in ch.cells]) for ch in pending]
     try:
-        with _catch_sigint() as interrupted:
+        # SIGINT only: SIGTERM is left to cluster schedulers and Ray, which stop workers with it.
+        with signals_as_flag([signal.SIGINT]) as interrupted:
             if backend == "ray":
                 from .ray_backend import run_on_ray  # Ray is imported only here
 

@@ -18,6 +18,7 @@ activations (whole models, or row ranges of one model) so that a chunk's activat
 cache between its forward and its backward.
 """
 
+import functools
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 
@@ -29,7 +30,7 @@ from torch import Tensor
 from ..models.mlp import HookedMLP, MLPConfig
 
 # Model state_dict names whose engine layout is the transpose of the model's.
-_TRANSPOSED = ("U", "V")
+TRANSPOSED = ("U", "V")
 _BN_MOMENTUM, _NORM_EPS = 0.1, 1e-5  # PyTorch's BatchNorm1d / LayerNorm defaults
 
 
@@ -39,7 +40,7 @@ def stack_params(models: Sequence[HookedMLP], device: torch.device) -> dict[str,
     out = {}
     for name, _ in models[0].named_parameters():
         ts = [dict(m.named_parameters())[name].detach() for m in models]
-        ts = [t.T if name in _TRANSPOSED else t for t in ts]
+        ts = [t.T if name in TRANSPOSED else t for t in ts]
         out[name] = torch.stack(ts).to(device).contiguous()
     return out
 
@@ -60,7 +61,7 @@ def load_into_model(
     state = model.state_dict()
     for name, t in {**params, **buffers}.items():
         t = t[index]
-        state[name].copy_(t.T if name in _TRANSPOSED else t)
+        state[name].copy_(t.T if name in TRANSPOSED else t)
 
 
 @dataclass(frozen=True)
@@ -82,6 +83,13 @@ class Batch:
     target: Float[Tensor, "models batch p"]
     valid: Bool[Tensor, "models batch"] | None = None
     count: Float[Tensor, " models"] | None = None
+
+    @functools.cached_property
+    def flat(self) -> tuple[Int[Tensor, " models_rows"], Int[Tensor, " models_rows"]]:
+        """(m, n) as indices into the (M p, width) views of stacked U and V; computed once per
+        batch (a full batch is the same object at every step)."""
+        p = self.target.shape[-1]
+        return flat_indices(self.m, p), flat_indices(self.n, p)
 
     def counts(self) -> Float[Tensor, " models"]:
         if self.count is not None:
@@ -239,7 +247,7 @@ class Step:
         count = batch.counts()
         scale = (2.0 / (count * cfg.p)) if self.loss == "mse" else (1.0 / count)  # (M,)
         scale_in = 2.0 * scale if cfg.act == "quad" else scale
-        flat_m, flat_n = flat_indices(batch.m, cfg.p), flat_indices(batch.n, cfg.p)
+        flat_m, flat_n = batch.flat
         g["U"].zero_()
         g["V"].zero_()
         if cfg.norm == "batchnorm":
@@ -260,12 +268,14 @@ class Step:
         cfg, g, p, N = self.cfg, self.grads, self.cfg.p, self.cfg.width
         mc, rows = b - a, hi - lo
         mask = None if ws.mask is None else ws.mask[a:b, lo:hi]
-        U, V, W = params["U"][a:b], params["V"][a:b], params["W"][a:b]
+        W = params["W"][a:b]
         # Forward.
         pre = ws.pre[:mc, :rows]
-        torch.index_select(U.reshape(mc * p, N), 0, fm - a * p, out=pre.view(mc * rows, N))
+        # The flat indices address the whole (M p, N) table, so no per-chunk offset is needed.
+        M = params["U"].shape[0]
+        torch.index_select(params["U"].view(M * p, N), 0, fm, out=pre.view(mc * rows, N))
         tmp = ws.tmp[:mc, :rows]
-        torch.index_select(V.reshape(mc * p, N), 0, fn - a * p, out=tmp.view(mc * rows, N))
+        torch.index_select(params["V"].view(M * p, N), 0, fn, out=tmp.view(mc * rows, N))
         pre.add_(tmp)  # U e_m + V e_n
         if cfg.bias:
             pre.add_(params["b_in"][a:b, None, :])
@@ -318,8 +328,8 @@ class Step:
         if cfg.bias:
             _accumulate(g["b_in"][a:b], torch.sum, dpre, -2, first)
         dflat = dpre.reshape(mc * rows, N)
-        g["U"][a:b].view(mc * p, N).index_add_(0, fm - a * p, dflat)
-        g["V"][a:b].view(mc * p, N).index_add_(0, fn - a * p, dflat)
+        g["U"].view(M * p, N).index_add_(0, fm, dflat)
+        g["V"].view(M * p, N).index_add_(0, fn, dflat)
 
 
 def _accumulate(into: Tensor, op, a: Tensor, b: object, first: bool) -> None:

@@ -19,6 +19,7 @@ from ..data import ModularDataset, make_dataset
 from ..models.mlp import HookedMLP
 from .config import TrainConfig
 from .engine import (
+    TRANSPOSED,
     Batch,
     Step,
     default_chunk_elements,
@@ -141,6 +142,7 @@ class ModelGroup:
         self.mask_gens = ([torch.Generator(device=self.device) for _ in configs]
                           if any(dropout) else None)
         self.evaluator = Evaluator(self.data, c0.loss, [c.op for c in configs])
+        self._ready: int | None = None  # the step whose gradients `record` already computed
 
     @property
     def models(self) -> int:
@@ -161,8 +163,22 @@ class ModelGroup:
                 g.manual_seed(derived_seed(c.seed, 2, s))
         return self.step(self.params, self.buffers, self.batch(s), self.mask_gens)
 
-    def update(self) -> None:
-        """The optimizer step from the current gradients."""
+    def record(self, s: int) -> list[dict[str, float]]:
+        """One history entry per model at state `s`. Where `reuse` holds and a step follows,
+        step s's forward and backward run here (its logits are the evaluation's train logits)
+        and `advance(s)` then only applies the update."""
+        logits = None
+        if self.reuse and s < self.configs[0].steps:
+            logits = self.gradients(s)
+            self._ready = s
+        return self.evaluate(s, logits)
+
+    def advance(self, s: int) -> None:
+        """Step `s`: state s to state s + 1 (gradients, unless `record(s)` computed them, then
+        the optimizer update)."""
+        if self._ready != s:
+            self.gradients(s)
+        self._ready = None
         self.optimizer.step()
 
     def evaluate(self, s: int, train_logits: Tensor | None = None) -> list[dict[str, float]]:
@@ -184,11 +200,16 @@ class ModelGroup:
         return model.eval()
 
     def weights(self, name: str) -> Tensor:
-        """Weight `name` ("U", "V" or "W") of every run in the model's orientation, on the CPU:
-        U and V (M, width, p), W (M, p, width); a copy."""
-        t = self.params[name]
-        t = t.transpose(-1, -2) if name in ("U", "V") else t
+        """State `name` (a `HookedMLP` state_dict name: "U", "W", "norm.running_var", ...) of
+        every run in the model's orientation, stacked, on the CPU: U and V (M, width, p), W
+        (M, p, width); a copy."""
+        t = self.params[name] if name in self.params else self.buffers[name]
+        t = t.transpose(-1, -2) if name in TRANSPOSED else t
         return t.to("cpu", copy=True, memory_format=torch.contiguous_format)
+
+    def state(self) -> dict[str, Tensor]:
+        """Every run's state_dict, stacked on a leading model axis, on the CPU (copies)."""
+        return {name: self.weights(name) for name in (*self.params, *self.buffers)}
 
     def optimizer_state(self, i: int) -> dict[str, Any]:
         """Run i's optimizer state, shaped as a single run's."""

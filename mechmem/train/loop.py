@@ -13,9 +13,6 @@ so resuming needs only the weights and the optimizer state.
 
 import os
 import signal
-import threading
-from collections.abc import Iterator
-from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -24,6 +21,7 @@ import torch
 from tqdm.auto import tqdm
 
 from .._files import check_destination
+from .._signals import signals_as_flag
 from ..checkpoint import Checkpoint, load_checkpoint, save_checkpoint
 from ..data import ModularDataset, make_dataset
 from ..models.mlp import HookedMLP
@@ -46,27 +44,6 @@ class TrainingInterrupted(KeyboardInterrupt):
     def __init__(self, checkpoint: Checkpoint) -> None:
         super().__init__(f"training interrupted at step {checkpoint.step}")
         self.checkpoint = checkpoint
-
-
-@contextmanager
-def _catch_signals() -> Iterator[list[bool]]:
-    """Turn SIGINT/SIGTERM into a flag checked between steps (state never half-updated)."""
-    flag = [False]
-    if threading.current_thread() is not threading.main_thread():
-        yield flag
-        return
-
-    def handler(signum: int, frame: object) -> None:
-        if flag[0]:  # a second signal: stop now
-            raise KeyboardInterrupt
-        flag[0] = True
-
-    old = {s: signal.signal(s, handler) for s in (signal.SIGINT, signal.SIGTERM)}
-    try:
-        yield flag
-    finally:
-        for s, h in old.items():
-            signal.signal(s, h)
 
 
 def train(
@@ -215,15 +192,12 @@ def _train(run: _Run, progress: bool) -> Checkpoint:
     bar = tqdm(total=steps, initial=start, disable=not progress, unit="step",
                dynamic_ncols=True, leave=True)
     try:
-        with _catch_signals() as interrupted:
+        with signals_as_flag([signal.SIGINT, signal.SIGTERM]) as interrupted:
             for s in range(start, steps + 1):
                 fresh = s > start or start == 0  # state `start` of a resumed run is recorded
                 last = s == steps
-                # With `reuse` the step's forward is the evaluation's train forward (pure until
-                # the optimizer step below).
-                logits = group.gradients(s) if group.reuse and not last else None
                 if fresh and (s % config.eval_every == 0 or last):
-                    entry = group.evaluate(s, logits)[0]
+                    entry = group.record(s)[0]
                     run.record(entry)
                     bar.set_postfix(train=f"{entry['train_acc']:.3f}",
                                     test=f"{entry['test_acc']:.3f}", refresh=False)
@@ -236,9 +210,7 @@ def _train(run: _Run, progress: bool) -> Checkpoint:
                 if run.every is not None and run.out is not None and fresh and s > 0 and (
                         s % run.every == 0):
                     run.save(s, group)
-                if logits is None:
-                    group.gradients(s)
-                group.update()
+                group.advance(s)
                 bar.update(1)
     finally:
         bar.close()

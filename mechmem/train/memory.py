@@ -5,12 +5,10 @@ from collections.abc import Sequence
 
 import torch
 
+from ..data import n_pairs, train_size
 from .config import TrainConfig
 from .engine import default_chunk_elements
-
-
-def _pairs(config: TrainConfig) -> int:
-    return config.p * (config.p - 1) if config.op == "div" else config.p * config.p
+from .group import resolve_device
 
 
 def bytes_per_run(config: TrainConfig) -> int:
@@ -21,8 +19,8 @@ def bytes_per_run(config: TrainConfig) -> int:
     temporaries. The fixed cost of the engine's chunk buffers is in `fixed_bytes`.
     """
     p, N = config.p, config.width
-    rows = _pairs(config)
-    n_train = max(1, round(config.train_frac * rows))
+    rows = n_pairs(config.op, config.p)
+    n_train = train_size(config.dataset_spec())
     batch = n_train if config.batch_size == "full" else min(config.batch_size, n_train)
     f = 4 if torch.get_default_dtype() == torch.float32 else 8
     weights = 5 * (3 * p * N + 3 * N + p) * f
@@ -36,7 +34,7 @@ def fixed_bytes(config: TrainConfig, device: torch.device) -> int:
     """Bytes a stack needs whatever its size: the engine's chunk buffers and, on the host, the
     task's table of pairs."""
     chunk = 5 * 4 * default_chunk_elements(device)
-    return chunk + (64 * _pairs(config) if device.type == "cpu" else 0)
+    return chunk + (64 * n_pairs(config.op, config.p) if device.type == "cpu" else 0)
 
 
 def available_bytes(device: torch.device) -> int:
@@ -60,8 +58,6 @@ def _gb(x: float) -> str:
 def check_fits(configs: Sequence[TrainConfig], device: torch.device | None = None) -> None:
     """Raise a MemoryError with a sentence saying how much is needed when the runs of
     `configs`, trained together on `device`, cannot fit in its free memory."""
-    from .group import resolve_device
-
     device = resolve_device(configs[0].device) if device is None else device
     need = fixed_bytes(configs[0], device) + sum(bytes_per_run(c) for c in configs)
     free = available_bytes(device)

@@ -8,7 +8,7 @@ import torch.nn.functional as F
 from jaxtyping import Float, Int
 from torch import Tensor
 
-from ..metrics import METRICS, five_accuracies, masked_mean
+from ..metrics import METRICS, five_accuracies, masked_mean, predict
 from ..spectral import network_ipr
 from .stack import GroupData
 
@@ -55,22 +55,15 @@ def row_losses(
     return flat.view(labels.shape)
 
 
-def predict(logits: Float[Tensor, "*lead p"]) -> Int[Tensor, " *lead"]:
-    """Predicted class: the first maximum; -1 (never a label) where a logit is not finite."""
-    return torch.where(torch.isfinite(logits).all(-1), logits.argmax(-1), -1)
-
-
 class Evaluator:
     """Computes one history entry per model from train and test logits, with one host sync."""
 
     def __init__(self, data: GroupData, loss: str, ops: Sequence[str]) -> None:
         self.data, self.loss = data, loss
         # Models of one operation share a Fourier basis: their IPRs are computed together.
-        self.by_op: dict[str, Tensor] = {}
-        for i, op in enumerate(ops):
-            self.by_op.setdefault(op, []).append(i)  # type: ignore[attr-defined]
-        self.by_op = {op: torch.tensor(ix, device=data.train_m.device)
-                      for op, ix in self.by_op.items()}
+        device = data.train_m.device
+        self.by_op = {op: torch.tensor([i for i, o in enumerate(ops) if o == op], device=device)
+                      for op in dict.fromkeys(ops)}
 
     def __call__(
         self,
