@@ -2,11 +2,13 @@
 
 A checkpoint is a `torch.save`d dict of tensors, plain containers, numbers and strings:
 
-    format: "mechmem.checkpoint", version: 1,
-    model_config: MLPConfig fields,         weights: the model's state_dict,
+    format: "mechmem.checkpoint", version: 2,
+    model_family: "mlp" | "mlp3" | "transformer" (absent in version 1: "mlp"),
+    model_config: the family's config fields, weights: the model's state_dict,
     dataset: DatasetSpec fields + exact train indices, trained-on labels, corruption mask,
     train_config: the trainer's settings or None,  step: optimizer steps taken,
-    history: {metric: [value per evaluation]},      snapshots: {"step": (S,), "U", "V", "W"},
+    history: {metric: [value per evaluation]},
+    snapshots: {"step": (S,), weight name: (S, ...) for each weight matrix},
     train_state: what resuming needs (optimizer state, RNG state) or None,
     meta: {"name": str, "mechmem_version": str, ...}.
 
@@ -29,10 +31,11 @@ from torch import Tensor
 
 from ._files import check_destination, write_atomically
 from .data import ModularDataset
-from .models.mlp import HookedMLP, MLPConfig
+from .models.families import build_model, family_of, model_config
 
 FORMAT = "mechmem.checkpoint"
-VERSION = 1
+# Version 2 records the model family; version 1 files (all "mlp") still load.
+VERSION = 2
 
 
 @dataclass(frozen=True, eq=False)
@@ -40,20 +43,21 @@ class Checkpoint:
     """A trained (or built) model together with the exact data it saw and how it got there.
 
     Attributes:
-        model: the `HookedMLP`, in eval mode.
+        model: the network (`HookedMLP`, `HookedMLP3` or `HookedTransformer`), in eval mode.
         dataset: the `ModularDataset` it was trained on, split and corruption included.
         train_config: the trainer's settings as a plain dict, or None for a model not trained
             by mechmem (`.config` rebuilds the `TrainConfig`).
         history: metric name -> one value per evaluation (`history["step"]` gives the steps).
-        snapshots: {"step": (S,), "U": (S, N, p), "V": (S, N, p), "W": (S, p, N)} weight
-            snapshots taken during training, or empty.
+        snapshots: {"step": (S,), name: (S, ...)} snapshots of every weight matrix (for
+            `HookedMLP`: "U" (S, N, p), "V" (S, N, p), "W" (S, p, N)) taken during training,
+            or empty.
         step: optimizer steps taken.
         train_state: optimizer and RNG state for resuming, or None.
         meta: free-form strings and numbers (run name, versions).
         path: where it was loaded from or saved to, if anywhere.
     """
 
-    model: HookedMLP
+    model: torch.nn.Module
     dataset: ModularDataset
     train_config: dict[str, Any] | None = None
     history: Mapping[str, list[float]] = field(default_factory=dict)
@@ -76,11 +80,17 @@ class Checkpoint:
     def name(self) -> str:
         return str(self.meta.get("name", ""))
 
+    @property
+    def family(self) -> str:
+        """The model family: "mlp", "mlp3" or "transformer"."""
+        return family_of(self.model)
+
     def to_dict(self) -> dict[str, Any]:
         """The plain dict that `save_checkpoint` writes."""
         return {
             "format": FORMAT,
             "version": VERSION,
+            "model_family": family_of(self.model),
             "model_config": self.model.cfg.to_dict(),
             "weights": {k: v.detach().cpu().clone() for k, v in self.model.state_dict().items()},
             "dataset": self.dataset.to_dict(),
@@ -207,11 +217,14 @@ def load_checkpoint(path: str | os.PathLike) -> Checkpoint:
 
 
 def _build(obj: Mapping[str, Any], path: Path) -> Checkpoint:
-    model_cfg = MLPConfig(**obj["model_config"])
+    family = obj.get("model_family", "mlp") if obj["version"] >= 2 else "mlp"
+    if not isinstance(family, str):
+        raise ValueError("model_family must be a string")
+    model_cfg = model_config(family, obj["model_config"])
     dataset = ModularDataset.from_dict(obj["dataset"])
     if dataset.p != model_cfg.p:
         raise ValueError(f"dataset p={dataset.p} differs from model p={model_cfg.p}")
-    model = HookedMLP(model_cfg)
+    model = build_model(model_cfg)
     model.load_state_dict(obj["weights"], strict=True)
     model.eval()
     history = obj.get("history") or {}

@@ -13,6 +13,7 @@ Conventions (see docs/analyzers.md):
 """
 
 import math
+from collections.abc import Sequence
 
 import torch
 from jaxtyping import Complex, Float, Int
@@ -100,6 +101,54 @@ def neuron_ipr_stacked(
     return tuple(ipr(c.abs(), r) for c in neuron_spectra_stacked(u, v, w, op, convention))
 
 
+def parts_ipr(
+    inputs: Sequence[Float[Tensor, "*models neurons p"]],
+    output: Float[Tensor, "*models neurons p"] | None,
+    op: str,
+    *,
+    r: float = 2.0,
+    convention: str = "rfft",
+) -> tuple[Float[Tensor, "*models neurons"], ...]:
+    """IPR of every weight vector of a neuron site (`mechmem.models.NeuronSite.parts`): input j
+    over the residues of operand j, the output over the result's, for any leading axes.
+
+    Returns:
+        One IPR tensor per part (inputs first), float64, NaN for a zero or non-finite vector.
+    """
+    if len(inputs) > 2:
+        raise ValueError(f"A site has at most one input per operand (2), got {len(inputs)}.")
+    parts = [*inputs, *(() if output is None else (output,))]
+    if not parts:
+        raise ValueError("This neuron site has no weights seen from the residues.")
+    coords = task_coordinates(op, parts[0].shape[-1])
+    axes = [coords.a, coords.b][: len(inputs)] + ([coords.out] if output is not None else [])
+    out = []
+    for x, c in zip(parts, axes, strict=True):
+        basis = fourier_basis(c.to(x.device), coords.period, convention).to(x.device)
+        out.append(ipr(spectrum(x, basis).abs(), r))
+    return tuple(out)
+
+
+def live_mean(per_neuron: Float[Tensor, "*models neurons"]) -> Float[Tensor, " *models"]:
+    """Mean over live (non-NaN) neurons; NaN where none is alive."""
+    live = ~torch.isnan(per_neuron)
+    count = live.sum(-1)
+    total = torch.where(live, per_neuron, 0.0).sum(-1)
+    return torch.where(count > 0, total / count.clamp_min(1), torch.nan)
+
+
+def site_ipr(
+    inputs: Sequence[Float[Tensor, "*models neurons p"]],
+    output: Float[Tensor, "*models neurons p"] | None,
+    op: str,
+) -> tuple[Float[Tensor, " *models"], Float[Tensor, "*models neurons"]]:
+    """A site's network IPR (rfft, r = 2): each neuron's IPR is the mean of its parts, the
+    network's the mean over live neurons; (network IPR per model, per-neuron IPRs)."""
+    parts = parts_ipr(inputs, output, op)
+    per_neuron = sum(parts) / len(parts)
+    return live_mean(per_neuron), per_neuron
+
+
 def network_ipr(
     u: Float[Tensor, "*models neurons p"],
     v: Float[Tensor, "*models neurons p"],
@@ -111,9 +160,4 @@ def network_ipr(
     A neuron's IPR is the mean of its three parts; the network's is the mean over live neurons
     (NaN where no neuron is alive).
     """
-    per_neuron = sum(neuron_ipr_stacked(u, v, w, op)) / 3
-    live = ~torch.isnan(per_neuron)
-    count = live.sum(-1)
-    total = torch.where(live, per_neuron, 0.0).sum(-1)
-    mean = torch.where(count > 0, total / count.clamp_min(1), torch.nan)
-    return mean, per_neuron
+    return site_ipr((u, v), w, op)

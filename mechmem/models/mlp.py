@@ -2,6 +2,7 @@
 
 import dataclasses
 from dataclasses import dataclass
+from typing import ClassVar
 
 import torch
 import torch.nn.functional as F
@@ -9,6 +10,7 @@ from jaxtyping import Float, Int
 from torch import Tensor, nn
 
 from ..hooks import HookedRootModule, HookPoint
+from .sites import NeuronSite
 
 ACTIVATIONS = ("quad", "relu", "gelu")
 NORMS = ("none", "batchnorm", "layernorm")
@@ -100,6 +102,8 @@ class HookedMLP(HookedRootModule):
         torch.Size([1, 500])
     """
 
+    family: ClassVar[str] = "mlp"
+
     def __init__(self, cfg: MLPConfig, *, seed: int = 0) -> None:
         super().__init__()
         self.cfg = cfg
@@ -158,6 +162,14 @@ class HookedMLP(HookedRootModule):
             hidden = self.dropout(hidden)
         logits = F.linear(hidden, self.W, self.b_out)  # (batch, p)
         return self.hook_logits(logits)
+
+    def neuron_sites(self) -> tuple[NeuronSite, ...]:
+        """The hidden layer: rows of U and V in, columns of W out, read at `hook_normed`."""
+        bn = self.norm if isinstance(self.norm, nn.BatchNorm1d) else None
+        return (NeuronSite(
+            "hidden", "hook_normed", self.cfg.width, inputs=(self.U.detach(), self.V.detach()),
+            output=self.W.detach(),
+            output_bias=None if self.b_out is None else self.b_out.detach(), norm=bn),)
 
     @property
     def device(self) -> torch.device:

@@ -6,7 +6,7 @@ from dataclasses import dataclass
 from typing import Any, Literal
 
 from ..data import DatasetSpec
-from ..models.mlp import MLPConfig
+from ..models.families import ModelConfig, check_family, model_config
 from ..seeding import check_seeding
 
 Loss = Literal["mse", "ce"]
@@ -20,6 +20,16 @@ DEVICES = ("auto", "cpu", "cuda")
 # The batch size the paper's minibatch rule is anchored at (PAPER.md: "batch 256 for 2000 steps").
 PAPER_REFERENCE_BATCH = 256
 
+# Each family's defaults for the fields left None (PAPER.md: the MLP's App. A settings; the
+# transformer's Sec. 2.2: d_model 128, 4 heads, MLP 512, ReLU, AdamW lr 1e-3, 3000 steps).
+FAMILY_DEFAULTS: dict[str, dict[str, Any]] = {
+    "mlp": {"width": 500, "act": "quad", "init": "paper", "lr": 0.01, "steps": 2000},
+    "mlp3": {"width": 500, "act": "relu", "init": "pytorch", "lr": 0.01, "steps": 2000},
+    "transformer": {"width": 512, "act": "relu", "init": "gpt2", "lr": 1e-3, "steps": 3000,
+                    "d_model": 128, "n_heads": 4},
+}
+_TRANSFORMER_ONLY = ("d_model", "n_heads")
+
 
 def _is_int(x: object) -> bool:
     return isinstance(x, int) and not isinstance(x, bool)
@@ -32,10 +42,19 @@ class TrainConfig:
     Defaults are the paper's (Doshi et al. 2024, App. A): addition mod 97, half the pairs for
     training, no corruption, width 500, x^2, full-batch AdamW lr 0.01, MSE, 2000 steps.
 
+    The fields `width`, `act`, `init`, `lr`, `steps`, `d_model` and `n_heads` default to None,
+    which means "the model family's default" (`FAMILY_DEFAULTS`): a config always holds the
+    resolved values, so `to_dict` and checkpoints store concrete numbers. `replace(model=...)`
+    re-derives the family defaults of those fields unless they are given too.
+
     Attributes:
         op, p, train_frac, corrupt_frac, corruption: the task (see `mechmem.DatasetSpec`).
-        width, act, bias, dropout, dropout_site, norm, init, init_scale: the model (see
-            `mechmem.MLPConfig`).
+        model: the network: "mlp" (the paper's 2-layer MLP, `mechmem.MLPConfig`), "mlp3" (its
+            3-layer MLP, `MLP3Config`) or "transformer" (its 1-layer transformer,
+            `TransformerConfig`; `width` is its d_mlp).
+        width, act, bias, dropout, dropout_site, norm, init, init_scale: the model's settings
+            (see its config class; the transformer takes norm "none" or "layernorm").
+        d_model, n_heads: the transformer's residual width and heads (None for the MLPs).
         loss: "mse" against one-hot targets (mean over examples and classes) or "ce".
         optimizer: "adamw" (decoupled weight decay), "adam" (L2 added to the gradient) or
             "sgd" (plain, no momentum).
@@ -61,22 +80,25 @@ class TrainConfig:
     train_frac: float = 0.5
     corrupt_frac: float = 0.0
     corruption: str = "uniform"
-    width: int = 500
-    act: str = "quad"
+    model: str = "mlp"
+    width: int | None = None
+    act: str | None = None
     bias: bool = False
     dropout: float = 0.0
     dropout_site: str = "pre"  # the paper's code drops pre-activations
     norm: str = "none"
-    init: str = "paper"
+    init: str | None = None
     init_scale: float = 1.0
+    d_model: int | None = None
+    n_heads: int | None = None
     loss: Loss = "mse"
     optimizer: Optimizer = "adamw"
-    lr: float = 0.01
+    lr: float | None = None
     betas: tuple[float, float] = (0.9, 0.98)
     eps: float = 1e-8
     weight_decay: float = 0.0
     batch_size: int | Literal["full"] = "full"
-    steps: int = 2000
+    steps: int | None = None
     seed: int = 0
     seeding: str = "mechmem"
     # An evaluation (test forward, metrics, IPR) costs ~9 ms, about 0.7 steps at the defaults:
@@ -87,6 +109,22 @@ class TrainConfig:
     device: Device = "auto"
 
     def __post_init__(self) -> None:
+        check_family(self.model)
+        for field, value in FAMILY_DEFAULTS[self.model].items():
+            if getattr(self, field) is None:
+                object.__setattr__(self, field, value)
+        if self.model != "transformer":
+            for field in _TRANSFORMER_ONLY:
+                if getattr(self, field) is not None:
+                    raise ValueError(f"`{field}` applies to the transformer only (model="
+                                     f"'transformer'), not to model={self.model!r}.")
+        else:
+            if self.dropout_site != "pre":
+                raise ValueError("The transformer drops its attention and MLP outputs: "
+                                 "`dropout_site` applies to the MLPs only.")
+        if self.model != "mlp" and self.seeding != "mechmem":
+            raise ValueError(f"seeding={self.seeding!r} replays the authors' MLP code; "
+                             f"model={self.model!r} takes seeding='mechmem'.")
         # Building the parts validates their fields with their own messages.
         self.dataset_spec()
         self.model_config()
@@ -146,22 +184,22 @@ class TrainConfig:
             seeding=self.seeding,
         )
 
-    def model_config(self) -> MLPConfig:
-        """The `MLPConfig` of the run."""
-        return MLPConfig(
-            p=self.p,
-            width=self.width,
-            act=self.act,
-            bias=self.bias,
-            dropout=self.dropout,
-            dropout_site=self.dropout_site,
-            norm=self.norm,
-            init=self.init,
-            init_scale=self.init_scale,
-        )
+    def model_config(self) -> ModelConfig:
+        """The model config of the run: an `MLPConfig`, `MLP3Config` or `TransformerConfig`."""
+        shared = {"p": self.p, "act": self.act, "bias": self.bias, "dropout": self.dropout,
+                  "norm": self.norm, "init": self.init, "init_scale": self.init_scale}
+        if self.model == "transformer":
+            return model_config(self.model, shared | {
+                "d_model": self.d_model, "n_heads": self.n_heads, "d_mlp": self.width})
+        return model_config(self.model, shared | {"width": self.width,
+                                                  "dropout_site": self.dropout_site})
 
     def replace(self, **changes: Any) -> "TrainConfig":
-        """A copy with some fields changed (validated again)."""
+        """A copy with some fields changed (validated again). Changing `model` re-derives the
+        family defaults (width, act, init, lr, steps, d_model, n_heads) not given with it."""
+        if "model" in changes and changes["model"] != self.model:
+            family_fields = {f for d in FAMILY_DEFAULTS.values() for f in d}
+            changes = {f: None for f in family_fields} | changes
         return dataclasses.replace(self, **changes)
 
     def with_paper_minibatch_rule(self, batch_size: int) -> "TrainConfig":

@@ -16,6 +16,7 @@ import torch
 from torch import Tensor
 
 from ..data import ModularDataset, make_dataset
+from ..models.families import build_model
 from ..models.mlp import HookedMLP
 from .config import TrainConfig
 from .engine import (
@@ -28,7 +29,7 @@ from .engine import (
     stack_buffers,
     stack_params,
 )
-from .metrics import Evaluator
+from .metrics import HISTORY_KEYS, Evaluator
 from .optim import Optimizer
 from .stack import BatchOrder, GroupData, batch_size_of, derived_seed, paper_initial_weights
 
@@ -62,14 +63,14 @@ def group_key(config: TrainConfig, n_train: int) -> tuple[Any, ...]:
     return fixed + (batch,)
 
 
-def initial_model(config: TrainConfig) -> HookedMLP:
+def initial_model(config: TrainConfig) -> torch.nn.Module:
     """The network a run of `config` starts from (step 0), in training mode.
 
     Example:
         >>> initial_model(TrainConfig(width=64)).U.shape
         torch.Size([64, 97])
     """
-    model = HookedMLP(config.model_config(), seed=config.seed)
+    model = build_model(config.model_config(), seed=config.seed)
     if config.seeding != "mechmem":
         weights, _ = paper_initial_weights(config)
         with torch.no_grad():
@@ -142,6 +143,7 @@ class ModelGroup:
         self.mask_gens = ([torch.Generator(device=self.device) for _ in configs]
                           if any(dropout) else None)
         self.evaluator = Evaluator(self.data, c0.loss, [c.op for c in configs])
+        self.history_keys = HISTORY_KEYS
         self._ready: int | None = None  # the step whose gradients `record` already computed
 
     @property
@@ -195,9 +197,14 @@ class ModelGroup:
     def model(self, i: int) -> HookedMLP:
         """Run i's network as it stands, on the CPU, in eval mode (a fresh module)."""
         model = HookedMLP(self.configs[i].model_config())
+        self.load_into(model, i)
+        return model
+
+    def load_into(self, model: HookedMLP, i: int) -> None:
+        """Copy run i's current state into `model` (eval mode)."""
         load_into_model(model, {k: v.cpu() for k, v in self.params.items()},
                         {k: v.cpu() for k, v in self.buffers.items()}, i)
-        return model.eval()
+        model.eval()
 
     def weights(self, name: str) -> Tensor:
         """State `name` (a `HookedMLP` state_dict name: "U", "W", "norm.running_var", ...) of

@@ -24,12 +24,11 @@ from .._files import check_destination
 from .._signals import signals_as_flag
 from ..checkpoint import Checkpoint, load_checkpoint, save_checkpoint
 from ..data import ModularDataset, make_dataset
-from ..models.mlp import HookedMLP
+from ..models.families import weight_names
+from .autograd import AutogradGroup, make_group
 from .config import TrainConfig
-from .engine import load_into_model
 from .group import ModelGroup, initial_model
 from .memory import check_fits
-from .metrics import HISTORY_KEYS
 
 _TRAIN_STATE_VERSION = 1
 
@@ -54,7 +53,7 @@ def train(
     checkpoint_every: int | None = None,
     progress: bool = False,
 ) -> Checkpoint:
-    """Train the MLP of `config` on its dataset and return the checkpoint.
+    """Train the network of `config` (any model family) on its dataset; return the checkpoint.
 
     Args:
         config: the run; None means the paper's defaults.
@@ -122,7 +121,7 @@ def resume(
     target = _check_out(Path(path) if out is None else out, out is None or overwrite, every)
     run = _Run(config=config, dataset=ckpt.dataset, model=ckpt.model,
                meta={**ckpt.meta, "checkpoint_every": every or 0}, out=target, every=every,
-               history={k: list(ckpt.history.get(k, [])) for k in HISTORY_KEYS},
+               history={k: list(v) for k, v in ckpt.history.items()},
                snapshots={k: list(v.unbind(0)) for k, v in ckpt.snapshots.items()},
                start=ckpt.step, optimizer=state["optimizer"])
     return _train(run, progress)
@@ -145,27 +144,26 @@ class _Run:
 
     config: TrainConfig
     dataset: ModularDataset
-    model: HookedMLP
+    model: torch.nn.Module
     meta: dict
     out: Path | None
     every: int | None
-    history: dict[str, list] = field(default_factory=lambda: {k: [] for k in HISTORY_KEYS})
+    history: dict[str, list] = field(default_factory=dict)
     snapshots: dict[str, list] = field(default_factory=dict)
     start: int = 0
     optimizer: dict | None = None
 
-    def record(self, entry: dict[str, float]) -> None:
-        for k in HISTORY_KEYS:
-            self.history[k].append(entry[k])
+    def record(self, entry: dict[str, float], keys: tuple[str, ...]) -> None:
+        for k in keys:
+            self.history.setdefault(k, []).append(entry[k])
 
-    def snapshot(self, s: int, group: ModelGroup) -> None:
+    def snapshot(self, s: int, group: ModelGroup | AutogradGroup) -> None:
         self.snapshots.setdefault("step", []).append(torch.tensor(s))
-        for name in ("U", "V", "W"):
+        for name in weight_names(self.model):
             self.snapshots.setdefault(name, []).append(group.weights(name)[0])
 
-    def checkpoint(self, at: int, group: ModelGroup) -> Checkpoint:
-        load_into_model(self.model, group.params, group.buffers, 0)
-        self.model.eval()
+    def checkpoint(self, at: int, group: ModelGroup | AutogradGroup) -> Checkpoint:
+        group.load_into(self.model, 0)
         return Checkpoint(
             model=self.model, dataset=self.dataset, train_config=self.config.to_dict(),
             history={k: list(v) for k, v in self.history.items()},
@@ -175,7 +173,7 @@ class _Run:
                          "optimizer": group.optimizer_state(0)},
         )
 
-    def save(self, at: int, group: ModelGroup) -> Checkpoint:
+    def save(self, at: int, group: ModelGroup | AutogradGroup) -> Checkpoint:
         ckpt = self.checkpoint(at, group)
         if self.out is not None:
             save_checkpoint(ckpt, self.out, overwrite=True)
@@ -185,7 +183,7 @@ class _Run:
 def _train(run: _Run, progress: bool) -> Checkpoint:
     """The loop of one run: at each state s, record, snapshot, checkpoint, then step."""
     config = run.config
-    group = ModelGroup([config], models=[run.model], datasets=[run.dataset])
+    group = make_group([config], models=[run.model], datasets=[run.dataset])
     if run.optimizer is not None:
         group.load_optimizer_state([run.optimizer])
     start, steps, snap_every = run.start, config.steps, config.snapshot_every
@@ -198,7 +196,7 @@ def _train(run: _Run, progress: bool) -> Checkpoint:
                 last = s == steps
                 if fresh and (s % config.eval_every == 0 or last):
                     entry = group.record(s)[0]
-                    run.record(entry)
+                    run.record(entry, group.history_keys)
                     bar.set_postfix(train=f"{entry['train_acc']:.3f}",
                                     test=f"{entry['test_acc']:.3f}", refresh=False)
                 if fresh and snap_every is not None and (s % snap_every == 0 or last):

@@ -6,22 +6,33 @@ from collections.abc import Mapping, Sequence
 import torch
 import torch.nn.functional as F
 from jaxtyping import Float, Int
-from torch import Tensor
+from torch import Tensor, nn
 
+from ..data import ModularDataset
 from ..metrics import METRICS, five_accuracies, masked_mean, predict
-from ..spectral import network_ipr
+from ..models.families import norm_key, weight_names
+from ..models.sites import neuron_sites
+from ..spectral import network_ipr, site_ipr
 from .stack import GroupData
 
-HISTORY_KEYS = (
-    "step",
-    "train_loss",
-    "test_loss",
-    *(f"{m}_acc" for m in METRICS),
-    "norm_U",
-    "norm_V",
-    "norm_W",
-    "ipr_mean",
-)
+_BASE_KEYS = ("step", "train_loss", "test_loss", *(f"{m}_acc" for m in METRICS))
+# The 2-layer MLP's history; other families record their own weights' norms and sites' IPRs.
+HISTORY_KEYS = (*_BASE_KEYS, "norm_U", "norm_V", "norm_W", "ipr_mean")
+
+
+def site_key(name: str) -> str:
+    """The history key of a non-primary neuron site's mean IPR ("embed" -> "ipr_embed")."""
+    return "ipr_" + name.replace(".", "_")
+
+
+def history_keys(model: nn.Module) -> tuple[str, ...]:
+    """What a run of this model records at each evaluation: step, losses, the five accuracies,
+    the norm of each weight (`norm_` + its name), the primary site's mean IPR (`ipr_mean`) and
+    every other site's that has weights (`ipr_` + its name). For `HookedMLP`: `HISTORY_KEYS`."""
+    norms = tuple(dict.fromkeys(norm_key(n) for n in weight_names(model)))
+    sites = neuron_sites(model)
+    extras = tuple(site_key(s.name) for s in sites[:-1] if s.parts)
+    return (*_BASE_KEYS, *norms, "ipr_mean", *extras)
 
 
 def loss_value(
@@ -91,3 +102,48 @@ class Evaluator:
         rows = torch.stack([train_loss, test_loss, *(acc[m] for m in METRICS), *norms, ipr])
         values = rows.T.tolist()  # the one host sync of an evaluation
         return [{"step": step, **dict(zip(HISTORY_KEYS[1:], v, strict=True))} for v in values]
+
+
+def model_entry(step: int, model: nn.Module, dataset: ModularDataset, loss: str,
+                keys: Sequence[str]) -> dict[str, float]:
+    """One history entry of a single model, evaluated through its own forward (eval mode, no
+    gradients; its train/eval flags are restored afterwards)."""
+    device = next(model.parameters()).device
+    modes = [(m, m.training) for m in model.modules()]
+    model.eval()
+    try:
+        with torch.no_grad():
+            train_logits = model(dataset.train_pairs.to(device))
+            test_logits = model(dataset.test_pairs.to(device))
+            sites = neuron_sites(model)
+    finally:
+        for m, mode in modes:
+            m.train(mode)
+    p = train_logits.shape[-1]
+    lab, test_lab = dataset.train_labels.to(device), dataset.test_labels.to(device)
+    pred, test_pred = predict(train_logits), predict(test_logits)
+    acc = five_accuracies(pred == lab, pred == dataset.train_true_labels.to(device),
+                          dataset.corrupted.to(device), test_pred == test_lab)
+    target = F.one_hot(lab, p).to(train_logits.dtype)
+    test_target = F.one_hot(test_lab, p).to(test_logits.dtype)
+    values: dict[str, Tensor | float] = {
+        "train_loss": masked_mean(row_losses(loss, train_logits, lab, target)),
+        "test_loss": masked_mean(row_losses(loss, test_logits, test_lab, test_target)),
+        **{f"{m}_acc": acc[m] for m in METRICS},
+    }
+    squares: dict[str, Tensor] = {}
+    params = dict(model.named_parameters())
+    for name in weight_names(model):
+        k = norm_key(name)
+        squares[k] = squares.get(k, 0.0) + params[name].detach().to(torch.float64).square().sum()
+    values |= {k: v.sqrt() for k, v in squares.items()}
+    op = dataset.spec.op
+    for i, site in enumerate(sites):
+        if site.parts:
+            key = "ipr_mean" if i == len(sites) - 1 else site_key(site.name)
+            output = None if site.output is None else site.output.T
+            values[key] = site_ipr(site.inputs, output, op)[0]
+    values.setdefault("ipr_mean", torch.nan)
+    row = torch.stack([torch.as_tensor(values[k], dtype=torch.float64, device=device)
+                       for k in keys[1:]]).tolist()  # one host sync
+    return {"step": step, **dict(zip(keys[1:], row, strict=True))}
