@@ -9,6 +9,7 @@ from jaxtyping import Float, Int
 from torch import Tensor, nn
 
 from ..metrics import predict as predict
+from ..models.sites import NeuronSite, find_site
 
 
 @contextlib.contextmanager
@@ -42,12 +43,14 @@ def single_thread() -> Iterator[None]:
 
 
 def hidden_activations(
-    model: nn.Module, pairs: Int[Tensor, "pairs 2"]
+    model: nn.Module, pairs: Int[Tensor, "pairs 2"], site: str | NeuronSite | None = None
 ) -> tuple[Float[Tensor, "pairs neurons"], Float[Tensor, "pairs p"]]:
-    """What W reads (hook_normed) and the logits, for every pair, in eval mode."""
+    """A neuron site's activations (default: the primary site; for `HookedMLP` what W reads,
+    hook_normed) and the logits, for every pair, in eval mode."""
+    s = find_site(model, site)
     with evaluating(model):
-        logits, cache = model.run_with_cache(pairs, names_filter="hook_normed")
-    return cache["hook_normed"], logits
+        logits, cache = model.run_with_cache(pairs, names_filter=s.hook)
+    return s.activations(cache[s.hook]), logits
 
 
 def nan_to_none(x: float) -> float | None:

@@ -7,9 +7,8 @@ import torch
 from torch import Tensor
 
 from ..data import ModularDataset
-from ._common import hidden_activations
-
-SITE = "hook_normed"  # what W reads: zeroing a neuron here removes its W column's input
+from ..models.sites import NeuronSite, find_site
+from ._common import evaluating
 
 
 def neuron_mask(neurons: Sequence[int] | Tensor, width: int) -> Tensor:
@@ -41,20 +40,24 @@ def ablate(
     *,
     how: str = "zero",
     dataset: ModularDataset | None = None,
+    site: str | NeuronSite | None = None,
 ) -> Iterator[torch.nn.Module]:
-    """Zero- or mean-ablate hidden neurons at `hook_normed` (what W reads) inside the block.
+    """Zero- or mean-ablate neurons of a site at its hook inside the block.
 
-    Zero ablation is exactly pruning the neuron (its row of U, row of V and column of W) for a
-    model without normalization or with BatchNorm; with LayerNorm the removed neuron still
-    enters the normalization statistics of the others. Mean ablation replaces each neuron's
-    activation by its mean over the dataset's training pairs (eval mode). The model's weights
-    are never touched, and the hook is removed on exit, even after an error.
+    For `HookedMLP` the hook is `hook_normed` (what W reads): zero ablation is exactly pruning
+    the neuron (its row of U, row of V and column of W) for a model without normalization or
+    with BatchNorm; with LayerNorm the removed neuron still enters the normalization statistics
+    of the others. For the transformer the primary site is the MLP neurons at
+    `blocks.0.mlp.hook_post`, ablated at every position. Mean ablation replaces each neuron's
+    activation by its mean over the dataset's training pairs (eval mode; per position). The
+    model's weights are never touched, and the hook is removed on exit, even after an error.
 
     Args:
-        model: a `HookedMLP`.
-        neurons: indices of the neurons to ablate, or a boolean mask of width N.
+        model: any model with neuron sites.
+        neurons: indices of the neurons to ablate, or a boolean mask of the site's width.
         how: "zero" or "mean".
         dataset: needed for mean ablation (the pairs the mean is taken over).
+        site: the neuron site (default: the model's primary one).
 
     Yields:
         The model, ablated for the duration of the block.
@@ -65,18 +68,21 @@ def ablate(
     """
     if how not in ("zero", "mean"):
         raise ValueError(f"`how` must be 'zero' or 'mean', got {how!r}.")
-    width = model.cfg.width
+    s = find_site(model, site)
+    width = s.width
     mask = neuron_mask(neurons, width).to(model.device)
     if how == "mean":
         if dataset is None:
             raise ValueError("Mean ablation needs `dataset=` to take the mean activation over.")
-        hidden, _ = hidden_activations(model, dataset.train_pairs.to(model.device))
-        fill = hidden.mean(0)  # (neurons,)
+        with evaluating(model):
+            _, cache = model.run_with_cache(dataset.train_pairs.to(model.device),
+                                            names_filter=s.hook)
+        fill = cache[s.hook].mean(0)  # (neurons,) or (pos, neurons)
     else:
         fill = torch.zeros(width, device=model.device)
 
     def hook(x: Tensor, *, hook: object) -> Tensor:
         return torch.where(mask, fill.to(x.dtype), x)
 
-    with model.hooks([(SITE, hook)]):
+    with model.hooks([(s.hook, hook)]):
         yield model

@@ -7,15 +7,17 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from torch import Tensor
+from torch import Tensor, nn
 
 from ..checkpoint import Checkpoint, load_checkpoint
 from ..data import ModularDataset
-from ..models.mlp import HookedMLP
+from ..models.families import family_of
+from ..models.sites import HasNeuronSites, neuron_sites
 from ._common import nan_to_none
 from .accuracy import METRICS, AccuracyResult, accuracies
 from .batchnorm import BatchNormResult, batchnorm_factors
 from .fourier import FourierResult, fourier
+from .frequencies import NeuronFrequencies, neuron_frequencies
 from .ipr import IPRResult, ipr_scores
 from .logits import CorruptedLogitsResult, corrupted_logits
 from .neurons import NeuronClasses, classify_neurons
@@ -33,11 +35,20 @@ class Analysis:
             dataset configs).
         name: the run's name ("" if none).
         history, snapshots: the training record from the checkpoint (empty for a bare model).
-        accuracy, fourier, ipr, neurons, pruning, phase, logits: the analyzers' results.
+        accuracy, ipr, neurons, pruning, phase, logits: the analyzers' results; `ipr`,
+            `neurons` and `pruning` are about the primary neuron site (the 2-layer MLP's hidden
+            layer, the 3-layer MLP's last layer, the transformer's MLP neurons).
+        fourier: the weights' Fourier decomposition, or None where no site has both operands'
+            inputs and an output (the 3-layer MLP, the transformer).
         batchnorm: BatchNorm factors, or None for a model without BatchNorm.
+        site_ipr: IPR of every neuron site with weights seen from the residues, by site name
+            (the transformer's "embed" is the paper's IPR, one per embedding dimension; the
+            3-layer MLP's "layers.0" and "layers.1" are its input and output layers).
+        frequencies: the primary site's neurons' key frequencies from their activations.
+        notes: one sentence for each analysis that does not apply to this model.
     """
 
-    model: HookedMLP
+    model: nn.Module
     dataset: ModularDataset
     config: dict[str, Any]
     name: str
@@ -51,6 +62,13 @@ class Analysis:
     batchnorm: BatchNormResult | None
     phase: PhaseResult
     logits: CorruptedLogitsResult
+    site_ipr: dict[str, IPRResult]
+    frequencies: NeuronFrequencies
+    notes: tuple[str, ...] = ()
+
+    @property
+    def family(self) -> str:
+        return family_of(self.model)
 
     def summary(self) -> str:
         """A readable text table of the headline numbers."""
@@ -68,7 +86,7 @@ class Analysis:
 
 
 def analyze(
-    source: str | os.PathLike | Checkpoint | HookedMLP,
+    source: str | os.PathLike | Checkpoint | nn.Module,
     dataset: ModularDataset | None = None,
     *,
     seed: int = 0,
@@ -77,7 +95,8 @@ def analyze(
     """Run every applicable analyzer on a checkpoint file, a `Checkpoint` or a model.
 
     Args:
-        source: a checkpoint path, a loaded `Checkpoint`, or a `HookedMLP` built in Python.
+        source: a checkpoint path, a loaded `Checkpoint`, or a model built in Python (any of
+            mechmem's families, or any model with `neuron_sites()`).
         dataset: the model's dataset; required for a bare model, not allowed otherwise.
         seed: seed of the random pruning order.
         threshold: a fixed IPR threshold for neuron classes (default: found from the data).
@@ -97,14 +116,14 @@ def analyze(
         model, dataset = source.model, source.dataset
         train_config = source.train_config
         name, history, snapshots = source.name, dict(source.history), dict(source.snapshots)
-    elif isinstance(source, HookedMLP):
+    elif isinstance(source, HasNeuronSites) and isinstance(source, nn.Module):
         if dataset is None:
             raise ValueError("analyze(model) needs the model's dataset: analyze(model, dataset).")
         model, train_config, name, history, snapshots = source, None, "", {}, {}
     else:
         raise TypeError(
-            "analyze() takes a checkpoint path, a Checkpoint or a HookedMLP, "
-            f"got {type(source).__name__}."
+            "analyze() takes a checkpoint path, a Checkpoint or a model with neuron sites "
+            f"(HookedMLP, HookedMLP3, HookedTransformer), got {type(source).__name__}."
         )
     if not isinstance(dataset, ModularDataset):
         raise TypeError(f"`dataset` must be a ModularDataset, got {type(dataset).__name__}.")
@@ -114,14 +133,29 @@ def analyze(
     config = (
         dict(train_config)
         if train_config is not None
-        else {"model": model.cfg.to_dict(), "dataset": dataset.spec.to_dict()}
+        else {"model": model.cfg.to_dict(), "model_family": _family_name(model),
+              "dataset": dataset.spec.to_dict()}
     )
     acc = accuracies(model, dataset)
-    ipr = ipr_scores(model, op)
+    sites = neuron_sites(model)
+    site_ipr = {s.name: ipr_scores(model, op, site=s) for s in sites if s.parts}
+    primary = sites[-1]
+    ipr = site_ipr[primary.name]
     neurons = classify_neurons(ipr, threshold=threshold)
-    bn = (
-        batchnorm_factors(model, ipr, classes=neurons) if model.cfg.norm == "batchnorm" else None
-    )
+    notes = []
+    if primary.norm is not None:
+        bn = batchnorm_factors(model, ipr, classes=neurons)
+    else:
+        bn = None
+        notes.append("BatchNorm factors: this model has no BatchNorm on its "
+                     f"{primary.name} neurons.")
+    if len(primary.inputs) == 2 and primary.output is not None:
+        four = fourier(model, op)
+    else:
+        four = None
+        notes.append(f"Weight Fourier phases: no weights map both operands' residues to the "
+                     f"{primary.name} neurons and on to the logits in this {_family(model)}, "
+                     "so their key frequencies are read from their activations instead.")
     return Analysis(
         model=model,
         dataset=dataset,
@@ -130,14 +164,32 @@ def analyze(
         history={k: list(v) for k, v in history.items()},
         snapshots=snapshots,
         accuracy=acc,
-        fourier=fourier(model, op),
+        fourier=four,
         ipr=ipr,
         neurons=neurons,
         pruning=pruning_curves(model, dataset, ipr, seed=seed),
         batchnorm=bn,
         phase=classify_phase(acc, dataset.spec.corrupt_frac, history),
         logits=corrupted_logits(model, dataset),
+        site_ipr=site_ipr,
+        frequencies=neuron_frequencies(model, dataset, site=primary),
+        notes=tuple(notes),
     )
+
+
+def _family_name(model: nn.Module) -> str:
+    try:
+        return family_of(model)
+    except TypeError:
+        return type(model).__name__
+
+
+def _family(model: nn.Module) -> str:
+    try:
+        return {"mlp": "2-layer MLP", "mlp3": "3-layer MLP",
+                "transformer": "transformer"}[family_of(model)]
+    except TypeError:
+        return type(model).__name__
 
 
 def _plain(x: Any) -> Any:
@@ -180,7 +232,20 @@ def _to_json(a: Analysis) -> dict[str, Any]:
             "threshold": a.neurons.threshold,
             "method": a.neurons.method,
         },
-        "fourier": {"freq_counts": a.fourier.freq_counts},
+        "fourier": None if a.fourier is None else {"freq_counts": a.fourier.freq_counts},
+        "family": _family_name(a.model),
+        "sites": {
+            name: {"ipr_mean": r.mean, "parts": list(r.parts), "neurons": int(r.combined.numel()),
+                   "dead_neurons": r.dead}
+            for name, r in a.site_ipr.items()
+        },
+        "frequencies": {
+            "site": a.frequencies.site,
+            "freq_counts": a.frequencies.freq_counts,
+            "mean_frac_explained": float(a.frequencies.frac_explained.nanmean()),
+            "periodic_neurons": int(a.frequencies.periodic().sum()),
+        },
+        "notes": list(a.notes),
         "pruning": pruning,
         "pruning_method": a.pruning.method,
         "batchnorm": None
@@ -206,20 +271,23 @@ def _pct(x: float) -> str:
 
 
 def _summary(a: Analysis) -> str:
-    ds, cfg, acc = a.dataset, a.model.cfg, a.accuracy
+    ds, acc = a.dataset, a.accuracy
     lines = [
         f"run        {a.name or '(unnamed)'}",
         f"task       {ds.spec.op} mod {ds.p}, alpha={ds.spec.train_frac}, xi={ds.spec.corrupt_frac}"
         f" ({ds.n_train} train, {ds.n_corrupted} corrupted)",
-        f"model      width={cfg.width} act={cfg.act} norm={cfg.norm}",
+        f"model      {_describe(a.model)}",
         f"phase      {a.phase.phase}: {a.phase.reason}",
         "",
         "accuracy   train   test    clean   memorized  inverted",
         f"           {_pct(acc.train)}  {_pct(acc.test)}  {_pct(acc.clean_train)}"
         f"  {_pct(acc.corrupted_memorized)}     {_pct(acc.corrupted_true)}",
         "",
-        f"IPR        mean {a.ipr.mean:.3f} (r={a.ipr.r:g}, {a.ipr.convention}; random level"
-        f" {a.ipr.reference_random:.3f}, periodic level {a.ipr.reference_periodic:.3f})",
+        f"IPR        mean {a.ipr.mean:.3f} at {a.ipr.site} (r={a.ipr.r:g}, {a.ipr.convention};"
+        f" random level {a.ipr.reference_random:.3f}, periodic level"
+        f" {a.ipr.reference_periodic:.3f})",
+        *(f"           mean {r.mean:.3f} at {name}" for name, r in a.site_ipr.items()
+          if name != a.ipr.site),
         f"neurons    {a.neurons.generalizing} generalizing, {a.neurons.memorizing} memorizing,"
         f" {a.neurons.dead} dead (threshold {a.neurons.threshold:.3f}, {a.neurons.method})",
         "",
@@ -241,6 +309,10 @@ def _summary(a: Analysis) -> str:
             f" mean |gamma| generalizing {b.gamma_abs_generalizing:.4f},"
             f" memorizing {b.gamma_abs_memorizing:.4f}",
         ]
+    fr = a.frequencies
+    lines += ["", f"frequency  {int(fr.periodic().sum())} of {fr.key_freq.numel()} {fr.site} "
+              "neurons have a key frequency explaining >= 50% of their activation variance"
+              f" (mean {float(fr.frac_explained.nanmean()):.2f})"]
     lg = a.logits
     if lg.index.numel():
         lines += [
@@ -248,4 +320,14 @@ def _summary(a: Analysis) -> str:
             f"logits     corrupted label beats true label on {_pct(lg.frac_corrupted_wins).strip()}"
             f" of {lg.index.numel()} corrupted examples",
         ]
+    lines += [f"note       {n}" for n in a.notes]
     return "\n".join(lines)
+
+
+def _describe(model: nn.Module) -> str:
+    cfg = model.cfg
+    family = _family_name(model)
+    if family == "transformer":
+        return (f"transformer d_model={cfg.d_model} heads={cfg.n_heads} d_mlp={cfg.d_mlp}"
+                f" layers={cfg.n_layers} act={cfg.act} norm={cfg.norm}")
+    return f"{family} width={cfg.width} act={cfg.act} norm={cfg.norm}"

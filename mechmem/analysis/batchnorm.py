@@ -7,6 +7,7 @@ import torch
 from jaxtyping import Float
 from torch import Tensor, nn
 
+from ..models.sites import find_site
 from .ipr import IPRResult
 from .neurons import NeuronClasses
 
@@ -81,7 +82,8 @@ def batchnorm_factors(
     """|gamma| and effective gain of each neuron's BatchNorm, and their correlation with IPR.
 
     Args:
-        model: a `HookedMLP` with `norm="batchnorm"`.
+        model: a model whose neuron site `ipr.site` is batch-normalized (`HookedMLP` or
+            `HookedMLP3` with `norm="batchnorm"`).
         ipr: its per-neuron IPR.
         classes: optional neuron classes, for the mean |gamma| of each class.
 
@@ -96,7 +98,7 @@ def batchnorm_factors(
         >>> bn = batchnorm_factors(model, ipr_scores(model, "add"))
         >>> bn.pearson
     """
-    norm = getattr(model, "norm", None)
+    norm = find_site(model, ipr.site).norm
     if not isinstance(norm, nn.BatchNorm1d):
         kind = getattr(getattr(model, "cfg", None), "norm", type(norm).__name__)
         raise ValueError(

@@ -8,6 +8,7 @@ from jaxtyping import Bool, Float, Int
 from torch import Tensor, nn
 
 from ..data import task_coordinates
+from ..models.sites import NeuronSite, find_site
 from .spectrum import neuron_spectra
 
 
@@ -52,13 +53,17 @@ def wrap_phase(x: Float[Tensor, "*batch"]) -> Float[Tensor, "*batch"]:
     return math.pi - torch.remainder(math.pi - x, 2 * math.pi)
 
 
-def fourier(model: nn.Module, op: str, *, convention: str = "rfft") -> FourierResult:
-    """Fourier decomposition of every hidden neuron of `model` for the task `op`.
+def fourier(model: nn.Module, op: str, *, convention: str = "rfft",
+            site: str | NeuronSite | None = None) -> FourierResult:
+    """Fourier decomposition of every neuron's weights at a site with both operands' inputs
+    and an output (the 2-layer MLP's hidden layer), for the task `op`.
 
     Args:
-        model: a `HookedMLP`.
+        model: a model with such a site (`HookedMLP`; other families raise ValueError: their
+            neurons' Fourier view is `neuron_frequencies`, from activations).
         op: the task (`"add"`, `"mul"`, ...): it fixes the coordinates of the basis.
         convention: "rfft" (the paper code's half spectrum) or "dft" (all frequencies).
+        site: the neuron site (default: the primary one).
 
     Returns:
         A `FourierResult`.
@@ -68,8 +73,8 @@ def fourier(model: nn.Module, op: str, *, convention: str = "rfft") -> FourierRe
         >>> f.freq_counts[1:].tolist()[:3]   # neurons per frequency 1, 2, 3
         [11, 11, 11]
     """
-    cu, cv, cw = (c.cpu() for c in neuron_spectra(model, op, convention))
-    period = task_coordinates(op, model.cfg.p).period
+    cu, cv, cw = (c.cpu() for c in neuron_spectra(model, op, convention, site=site))
+    period = task_coordinates(op, find_site(model, site).inputs[0].shape[-1]).period
     pu, pv, pw = (c.abs() ** 2 for c in (cu, cv, cw))
     n, f = pu.shape
     dead = torch.zeros(n, dtype=torch.bool)

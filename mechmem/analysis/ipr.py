@@ -9,21 +9,28 @@ from torch import nn
 
 from ..data import task_coordinates
 from ..models.analytic import analytic_solution
+from ..models.sites import NeuronSite, find_site
 from .spectrum import fourier_basis, ipr, n_frequencies, neuron_ipr, spectrum
+
+# The weight vectors a site may have, by the task coordinate each is a function of.
+PARTS = ("a", "b", "out")
 
 _N_RANDOM = 512  # random vectors averaged for the random-level reference
 
 
 @dataclass(frozen=True)
 class IPRResult:
-    """Per-neuron IPR, r and the Fourier convention it was measured with.
+    """Per-neuron IPR of one neuron site, r and the Fourier convention it was measured with.
 
     Attributes:
         op, p: the task whose Fourier basis was used.
         r: the exponent; IPR(x) = sum |x~|^(2r) / (sum |x~|^2)^r.
         convention: "rfft" or "dft".
-        U, V, W: IPR of each neuron's U row, V row, W column (NaN where dead).
-        combined: (U + V + W) / 3, the paper's per-neuron IPR; NaN for dead neurons.
+        U, V, W: IPR of each neuron's input weights from operand a and from operand b and of
+            its output weights (for `HookedMLP`: U row, V row, W column); NaN where dead or
+            where the site has no such weights (see `parts`).
+        combined: the mean of the parts the site has, the paper's per-neuron IPR ((U + V + W)
+            / 3 for the 2-layer MLP); NaN for dead neurons.
         mean: mean of `combined` over live neurons (NaN only if none is alive).
         dead: number of dead neurons (a zero or non-finite weight vector).
         nonfinite: how many of them hold NaN or inf weights.
@@ -32,6 +39,8 @@ class IPRResult:
             convention (the level of a neuron with no structure).
         reference_periodic: mean combined IPR of the analytic solution's neurons for this task
             (the level of a perfect generalizing neuron).
+        site: the neuron site measured (`mechmem.models.NeuronSite.name`).
+        parts: which weights the site has, of "a", "b" (inputs) and "out".
     """
 
     op: str
@@ -48,6 +57,8 @@ class IPRResult:
     dead_mask: Bool[torch.Tensor, " neurons"]
     reference_random: float
     reference_periodic: float
+    site: str = "hidden"
+    parts: tuple[str, ...] = PARTS
 
     @property
     def live_mask(self) -> Bool[torch.Tensor, " neurons"]:
@@ -61,36 +72,43 @@ class IPRResult:
 
 
 def reference_levels(
-    op: str, p: int, *, r: float = 2.0, convention: str = "rfft"
+    op: str, p: int, *, r: float = 2.0, convention: str = "rfft",
+    parts: tuple[str, ...] = PARTS,
 ) -> tuple[float, float]:
     """(random, periodic): the mean combined IPR of Gaussian random neurons (seeded, so
-    deterministic) and of the analytic solution's neurons, for this task and convention."""
+    deterministic) and of the analytic solution's neurons, for this task and convention,
+    over the weight `parts` a site has (of "a", "b", "out")."""
     coords = task_coordinates(op, p)
+    axes = {"a": coords.a, "b": coords.b, "out": coords.out}
     gen = torch.Generator().manual_seed(0)
-    parts = []
-    for c in (coords.a, coords.b, coords.out):
+    random_parts = {}
+    for name in PARTS:  # always drawn in this order, so each part's vectors are fixed
         x = torch.randn(_N_RANDOM, p, generator=gen, dtype=torch.float64)
-        parts.append(ipr(spectrum(x, fourier_basis(c, coords.period, convention)).abs(), r))
-    random_level = float(torch.stack(parts).mean(0).nanmean())
+        random_parts[name] = ipr(spectrum(x, fourier_basis(axes[name], coords.period,
+                                                           convention)).abs(), r)
+    random_level = float(torch.stack([random_parts[k] for k in parts]).mean(0).nanmean())
     if p < 3:
         return random_level, 1.0
     n_freq = max(n_frequencies(coords.period, "rfft") - 1, 1)
     model = analytic_solution(p=p, width=n_freq, op=op)
-    u, v, w = neuron_ipr(model, op, r=r, convention=convention)
-    return random_level, float(((u + v + w) / 3).nanmean())
+    levels = dict(zip(PARTS, neuron_ipr(model, op, r=r, convention=convention), strict=True))
+    return random_level, float((sum(levels[k] for k in parts) / len(parts)).nanmean())
 
 
 def ipr_scores(
-    model: nn.Module, op: str, *, r: float = 2.0, convention: str = "rfft"
+    model: nn.Module, op: str, *, r: float = 2.0, convention: str = "rfft",
+    site: str | NeuronSite | None = None,
 ) -> IPRResult:
-    """IPR of every hidden neuron of `model` in the Fourier basis of the task `op`.
+    """IPR of every neuron of a site of `model` in the Fourier basis of the task `op`.
 
     Args:
-        model: a `HookedMLP`.
+        model: any model with neuron sites (`HookedMLP`, `HookedMLP3`, `HookedTransformer`).
         op: the task; fixes the basis (residues for add/sub, discrete log for mul/div,
             squares for sq_sum).
         r: the IPR exponent (> 1; the paper uses 2).
         convention: "rfft" (the paper's code; a pure cosine scores 1) or "dft" (it scores 0.5).
+        site: the neuron site (default: the primary one; for the transformer "embed" gives the
+            paper's IPR, one per embedding dimension).
 
     Returns:
         An `IPRResult`; dead neurons get NaN and are counted, never averaged in.
@@ -100,17 +118,29 @@ def ipr_scores(
         >>> round(res.mean, 6), res.dead
         (1.0, 0)
     """
-    u, v, w = (x.cpu() for x in neuron_ipr(model, op, r=r, convention=convention))
-    combined = (u + v + w) / 3
+    s = find_site(model, site)
+    if not s.parts:
+        raise ValueError(
+            f"Site {s.name!r} of {type(model).__name__} has no weights seen from the residues "
+            "(attention lies between them), so it has no weight IPR; its activations' Fourier "
+            "view is neuron_frequencies.")
+    names = ("a", "b")[: len(s.inputs)] + (("out",) if s.output is not None else ())
+    measured = dict(zip(names, (x.cpu() for x in neuron_ipr(model, op, r=r, convention=convention,
+                                                             site=s)), strict=True))
+    nan = torch.full((s.width,), torch.nan, dtype=torch.float64)
+    u, v, w = (measured.get(k, nan) for k in PARTS)
+    combined = sum(measured[k] for k in names) / len(names)
     dead_mask = torch.isnan(combined)
     nonfinite = torch.zeros_like(dead_mask)
-    for x in (model.U, model.V, model.W.T):
+    for x in s.parts:
         nonfinite |= ~torch.isfinite(x.detach().cpu()).all(1)
     live = combined[~dead_mask]
-    random_level, periodic_level = reference_levels(op, model.cfg.p, r=r, convention=convention)
+    p = s.parts[0].shape[-1]
+    random_level, periodic_level = reference_levels(op, p, r=r, convention=convention,
+                                                    parts=names)
     return IPRResult(
         op=op,
-        p=model.cfg.p,
+        p=p,
         r=float(r),
         convention=convention,
         U=u,
@@ -123,4 +153,6 @@ def ipr_scores(
         dead_mask=dead_mask,
         reference_random=random_level,
         reference_periodic=periodic_level,
+        site=s.name,
+        parts=names,
     )

@@ -7,6 +7,7 @@ from jaxtyping import Float, Int
 from torch import Tensor, nn
 
 from ..data import ModularDataset
+from ..models.sites import NeuronSite, find_site
 from ._common import evaluating, hidden_activations, predict, single_thread
 from .ablation import ablate
 from .accuracy import METRICS, metrics_from_hits, metrics_from_predictions
@@ -95,7 +96,8 @@ def _hits(logits: Tensor, labels: Tensor) -> Tensor:
 
 def _fast(
     hidden: Float[Tensor, "pairs neurons"],
-    model: nn.Module,
+    readout: Float[Tensor, "p neurons"],
+    bias: Float[Tensor, "*pairs p"] | None,
     order: list[int],
     true_labels: Int[Tensor, " pairs"],
     rows: Int[Tensor, " corrupted"],
@@ -103,9 +105,11 @@ def _fast(
 ) -> tuple[Tensor, Tensor]:
     """Hits after each removal from running logits, updated by one rank-1 term a step.
 
-    logits(x) = b_out + sum_k W[:, k] hidden_k(x): removing neuron j subtracts
-    hidden_j(x) W[:, j]. The sum is recomputed exactly every `resync` steps (and is exactly
-    b_out at the end) so that float rounding cannot drift over thousands of updates.
+    logits(x) = bias + sum_k W[:, k] hidden_k(x), W the site's output weights and bias the
+    logits' bias (p,) or, where other paths reach the logits, what they give each pair
+    (pairs, p): removing neuron j subtracts hidden_j(x) W[:, j]. The sum is recomputed exactly
+    every `resync` steps (and is exactly the bias at the end) so that float rounding cannot
+    drift over thousands of updates.
 
     Returns:
         (hits vs the true label for every pair, (N+1, pairs); hits vs the trained label for the
@@ -113,10 +117,10 @@ def _fast(
     """
     n, pairs = len(order), hidden.shape[0]
     hT = hidden.T.contiguous()  # (neurons, pairs): one contiguous row per neuron
-    WT = model.W.detach().T.contiguous()  # (neurons, p)
+    WT = readout.T.contiguous()  # (neurons, p)
     dev = hT.device
-    no_bias = torch.zeros(WT.shape[1], device=dev)
-    bias = model.b_out.detach() if model.b_out is not None else no_bias
+    if bias is None:
+        bias = torch.zeros(WT.shape[1], device=dev)
     kept = torch.ones(n, dtype=torch.bool, device=dev)
     resync = max(64, n // 16)
     lab = true_labels.to(dev)[:, None]  # (pairs, 1)
@@ -162,12 +166,13 @@ def _fast(
     return hit_true.cpu(), hit_rows.cpu()
 
 
-def _forward(model: nn.Module, pairs: Tensor, order: list[int]) -> Int[Tensor, "points pairs"]:
+def _forward(model: nn.Module, pairs: Tensor, order: list[int],
+             site: NeuronSite) -> Int[Tensor, "points pairs"]:
     """Predictions after each removal, one forward pass through the ablation hooks per point."""
     preds = torch.empty(len(order) + 1, pairs.shape[0], dtype=torch.int64)
     with evaluating(model):
         for k in range(len(order) + 1):
-            with ablate(model, torch.tensor(order[:k], dtype=torch.long)):
+            with ablate(model, torch.tensor(order[:k], dtype=torch.long), site=site):
                 preds[k] = predict(model(pairs)).cpu()
     return preds
 
@@ -179,21 +184,25 @@ def pruning_curves(
     *,
     seed: int = 0,
     method: str = "auto",
+    site: str | NeuronSite | None = None,
 ) -> PruningResult:
     """Accuracies as neurons are zeroed one at a time, lowest IPR first, highest first, random.
 
-    A neuron is removed by zeroing its activation at `hook_normed` (what W reads), which for a
-    model without normalization or with BatchNorm is exactly zeroing its row of U, row of V and
-    column of W. Every count k = 0..N is evaluated on all pairs of the task.
+    A neuron is removed by zeroing its activation at its site's hook (for `HookedMLP`
+    `hook_normed`, what W reads, which for a model without normalization or with BatchNorm is
+    exactly zeroing its row of U, row of V and column of W; for the transformer its MLP
+    neurons). Every count k = 0..N is evaluated on all pairs of the task.
 
     Args:
-        model: a `HookedMLP` (evaluated in eval mode; its mode is restored afterwards).
+        model: any model with neuron sites (evaluated in eval mode; its mode is restored).
         dataset: its dataset (split, labels, corruption).
         ipr: the per-neuron IPR that orders the removals.
         seed: seed of the random order.
-        method: "fast" sums per-neuron logit contributions (exact, as W reads hook_normed
-            linearly); "forward" runs one ablated forward pass per point; "auto" takes "fast"
-            unless the weights hold non-finite values or the model carries hooks of its own.
+        method: "fast" sums per-neuron logit contributions (exact where the logits read the
+            site linearly); "forward" runs one ablated forward pass per point; "auto" takes
+            "fast" unless the site is not read linearly, the weights hold non-finite values or
+            the model carries hooks of its own.
+        site: the neuron site (default: the one `ipr` was measured at).
 
     Returns:
         A `PruningResult` with one `PruningCurve` per order.
@@ -204,18 +213,28 @@ def pruning_curves(
     """
     if method not in ("auto", "fast", "forward"):
         raise ValueError(f"`method` must be 'auto', 'fast' or 'forward', got {method!r}.")
-    width = model.cfg.width
+    s = find_site(model, ipr.site if site is None else site)
+    width = s.width
     if ipr.combined.shape != (width,):
         raise ValueError(
             f"IPR result has {ipr.combined.shape[0]} neurons but the model has {width}."
         )
     pairs = dataset.pairs.to(model.device)
-    hidden = None
-    if method != "forward":
-        hidden, _ = hidden_activations(model, pairs)
-        finite = bool(torch.isfinite(hidden).all()) and bool(torch.isfinite(model.W).all())
-        if model.b_out is not None:
-            finite = finite and bool(torch.isfinite(model.b_out).all())
+    hidden = bias = None
+    linear = s.linear and s.output is not None
+    if method == "fast" and not linear:
+        raise ValueError(f"The logits do not read site {s.name!r} linearly, so the fast "
+                         "pruning path does not apply: use method='forward' (or 'auto').")
+    if method != "forward" and linear:
+        hidden, logits = hidden_activations(model, pairs, s)
+        readout = s.output
+        if s.residual:  # what the other paths give each pair: the logits less this site's part
+            bias = logits - hidden @ readout.T
+        else:
+            bias = s.output_bias
+        finite = bool(torch.isfinite(hidden).all()) and bool(torch.isfinite(readout).all())
+        if bias is not None:
+            finite = finite and bool(torch.isfinite(bias).all())
         if method == "auto":
             method = "fast" if finite and not model.list_hooks() else "forward"
         elif not finite:
@@ -223,6 +242,8 @@ def pruning_curves(
                 "The fast pruning path needs finite activations and weights; this model has "
                 "NaN or inf: use method='forward' (or 'auto')."
             )
+    elif method == "auto":
+        method = "forward"
     fraction = torch.arange(width + 1, dtype=torch.float64) / width
     # Corrupted examples whose label differs from the true one: the only training examples
     # where "right vs the trained label" is not "right vs the true label".
@@ -232,12 +253,13 @@ def pruning_curves(
     for name, order in removal_orders(ipr, seed=seed).items():
         if method == "fast":
             with torch.no_grad(), single_thread():
-                hit_true, hit_rows = _fast(hidden, model, order.tolist(), dataset.labels, rows,
-                                           dataset.train_labels[differs])
+                hit_true, hit_rows = _fast(hidden, readout, bias, order.tolist(),
+                                           dataset.labels, rows, dataset.train_labels[differs])
             hit_label = hit_true[:, dataset.train_idx]
             hit_label[:, differs] = hit_rows
             metrics = metrics_from_hits(hit_true, hit_label, dataset)
         else:
-            metrics = metrics_from_predictions(_forward(model, pairs, order.tolist()), dataset)
+            metrics = metrics_from_predictions(_forward(model, pairs, order.tolist(), s),
+                                               dataset)
         curves[name] = PruningCurve(order=order, fraction=fraction, **metrics)
     return PruningResult(curves=curves, method=method, seed=seed)

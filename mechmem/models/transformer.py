@@ -156,7 +156,11 @@ class Attention(nn.Module):
         self.hook_z = HookPoint()  # (batch, pos, head, d_head)
 
     def _project(self, x: Tensor, W: Tensor, b: Tensor | None) -> Tensor:
-        out = einops.einsum(x, W, "batch pos d_model, head d_model d_head -> batch pos head d_head")
+        # One (batch pos, d_model) x (d_model, head d_head) matmul rather than a batched one
+        # per head: the same sums, several times faster on a CPU.
+        flat = einops.rearrange(W, "head d_model d_head -> d_model (head d_head)")
+        out = einops.rearrange(x @ flat, "batch pos (head d_head) -> batch pos head d_head",
+                               head=W.shape[0])
         return out if b is None else out + b
 
     def forward(self, x: Float[Tensor, "batch pos d_model"]) -> Float[Tensor, "batch pos d_model"]:
@@ -168,8 +172,8 @@ class Attention(nn.Module):
         pattern = self.hook_pattern(scores.softmax(-1))
         z = self.hook_z(einops.einsum(pattern, v,
                                       "batch head q k, batch k head d_head -> batch q head d_head"))
-        out = einops.einsum(z, self.W_O, "batch pos head d_head, head d_head d_model -> "
-                            "batch pos d_model")
+        out = (einops.rearrange(z, "batch pos head d_head -> batch pos (head d_head)")
+               @ einops.rearrange(self.W_O, "head d_head d_model -> (head d_head) d_model"))
         return out if self.b_O is None else out + self.b_O
 
 

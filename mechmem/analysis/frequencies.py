@@ -1,0 +1,119 @@
+"""Each neuron's key frequency from its activations over every input pair, for any model.
+
+A neuron's activation is a function of the two operands' coordinates (the residues for addition,
+discrete logarithms for multiplication). Its 2-D Fourier transform over the task's period P
+splits its variance over frequency pairs (s, t). Frequency k explains the power on the pairs
+whose components are 0 or +-k (not both 0): cos/sin(k a), cos/sin(k b) and their products,
+which hold cos(k (a + b)). A neuron's key frequency is the k explaining most of its variance, and
+the fraction it explains says how periodic the neuron is. This reads activations, not weights,
+so it applies where no weight vector sees the residues directly (a transformer's MLP neurons).
+"""
+
+from dataclasses import dataclass
+
+import torch
+from jaxtyping import Bool, Float, Int
+from torch import Tensor, nn
+
+from ..data import ModularDataset, task_coordinates
+from ..models.sites import NeuronSite, find_site
+from ._common import hidden_activations
+
+
+@dataclass(frozen=True)
+class NeuronFrequencies:
+    """Key frequencies of the neurons of one site, from their activations.
+
+    Attributes:
+        site: the neuron site.
+        key_freq: each neuron's key frequency in 1..P//2; -1 for a neuron whose activation is
+            constant over the inputs (or not finite).
+        frac_explained: the fraction of the neuron's variance its key frequency explains (NaN
+            where key_freq is -1).
+        explained: (neurons, P//2 + 1) fraction of variance each frequency explains (column 0
+            unused, 0).
+        freq_counts: neurons per key frequency (index = frequency).
+        dead: neurons with no variance over the inputs.
+    """
+
+    site: str
+    key_freq: Int[Tensor, " neurons"]
+    frac_explained: Float[Tensor, " neurons"]
+    explained: Float[Tensor, "neurons freqs"]
+    freq_counts: Int[Tensor, " freqs"]
+    dead: Bool[Tensor, " neurons"]
+
+    def periodic(self, threshold: float = 0.5) -> Bool[Tensor, " neurons"]:
+        """Neurons whose key frequency explains at least `threshold` of their variance."""
+        return ~self.dead & (torch.nan_to_num(self.frac_explained, nan=0.0) >= threshold)
+
+
+def frequency_power(
+    acts: Float[Tensor, "pairs neurons"], pairs: Int[Tensor, "pairs 2"], op: str, p: int
+) -> Float[Tensor, "neurons freqs"]:
+    """Per neuron, the fraction of its variance explained by each frequency k = 0..P//2 (0
+    for k = 0), from activations over `pairs` placed on the task's coordinate grid."""
+    coords = task_coordinates(op, p)
+    P = coords.period
+    ca, cb = coords.a[pairs[:, 0]], coords.b[pairs[:, 1]]
+    keep = (ca >= 0) & (cb >= 0)
+    acts = acts[keep].to(torch.float64)
+    ca, cb = ca[keep], cb[keep]
+    n = acts.shape[1]
+    # Mean over the pairs that fall on each grid cell (several do where coordinates repeat).
+    cell = ca * P + cb
+    grid = torch.zeros(P * P, n, dtype=torch.float64).index_add_(0, cell, acts)
+    count = torch.zeros(P * P, dtype=torch.float64).index_add_(0, cell, torch.ones_like(
+        cell, dtype=torch.float64))
+    grid = torch.where(count[:, None] > 0, grid / count.clamp_min(1)[:, None], 0.0)
+    filled = count > 0
+    mean = grid[filled].mean(0)
+    grid = torch.where(filled[:, None], grid - mean, 0.0).T.reshape(n, P, P)
+    power = torch.fft.fft2(grid).abs().square()  # (neurons, P, P)
+    power[:, 0, 0] = 0.0
+    total = power.sum((1, 2))
+    half = P // 2
+    out = torch.zeros(n, half + 1, dtype=torch.float64)
+    for k in range(1, half + 1):
+        idx = torch.tensor(sorted({0, k, (P - k) % P}))
+        out[:, k] = power[:, idx][:, :, idx].sum((1, 2))
+    return torch.where(total[:, None] > 0, out / total.clamp_min(1e-300)[:, None], 0.0)
+
+
+def neuron_frequencies(
+    model: nn.Module, dataset: ModularDataset, *, site: str | NeuronSite | None = None
+) -> NeuronFrequencies:
+    """Key frequency and variance explained of every neuron of a site, from its activations
+    over all pairs of the task (eval mode).
+
+    Args:
+        model: any model with neuron sites.
+        dataset: the task (its pairs and operation).
+        site: the neuron site (default: the primary one; the transformer's MLP neurons).
+
+    Returns:
+        A `NeuronFrequencies`.
+
+    Example:
+        >>> f = neuron_frequencies(analytic_solution(p=31, width=60), make_dataset(p=31))
+        >>> f.key_freq[:3].tolist()
+        [1, 2, 3]
+    """
+    s = find_site(model, site)
+    acts, _ = hidden_activations(model, dataset.pairs.to(model.device), s)
+    acts = acts.detach().cpu()
+    explained = frequency_power(acts, dataset.pairs, dataset.spec.op, dataset.p)
+    finite = torch.isfinite(acts).all(0)
+    dead = ~finite | (acts.to(torch.float64).std(0) == 0) | (explained.sum(1) == 0)
+    explained = torch.where(dead[:, None], 0.0, explained)
+    if explained.shape[1] > 1:
+        key = explained[:, 1:].argmax(1) + 1
+        frac = explained.gather(1, key[:, None])[:, 0]
+    else:
+        key = torch.zeros(s.width, dtype=torch.int64)
+        frac = torch.full((s.width,), torch.nan, dtype=torch.float64)
+    key = torch.where(dead, -1, key)
+    frac = torch.where(dead, torch.nan, frac)
+    counts = torch.bincount(key[~dead], minlength=explained.shape[1])
+    return NeuronFrequencies(site=s.name, key_freq=key, frac_explained=frac,
+                             explained=explained, freq_counts=counts, dead=dead)
