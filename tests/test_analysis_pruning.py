@@ -70,7 +70,7 @@ def test_zero_ablation_equals_pruning_the_weights_and_leaves_the_model_untouched
     with ablate(model, neurons) as m:
         ablated = m(ds.pairs)
     torch.testing.assert_close(ablated, _pruned_copy(model, neurons)(ds.pairs))
-    assert model.list_hooks() == []
+    assert model.list_hooks() == {}
     for k, v in model.state_dict().items():
         assert torch.equal(v, before[k])
     assert not torch.allclose(model(ds.pairs), ablated)
@@ -81,7 +81,7 @@ def test_ablation_hook_is_removed_after_an_error(coexisting):
     with pytest.raises(RuntimeError, match="boom"):
         with ablate(model, torch.tensor([1, 2])):
             raise RuntimeError("boom")
-    assert model.list_hooks() == []
+    assert model.list_hooks() == {}
 
 
 def test_mean_ablation_of_every_neuron_makes_the_output_constant(coexisting):

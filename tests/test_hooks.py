@@ -68,7 +68,7 @@ def test_run_with_cache_filters(model, names_filter, expected):
     for t in cache.values():
         assert not t.requires_grad
     assert torch.equal(out, model(PAIRS))
-    assert model.list_hooks() == []
+    assert model.list_hooks() == {}
 
 
 def test_cache_matches_manual_computation(model):
@@ -81,8 +81,8 @@ def test_cache_matches_manual_computation(model):
 
 
 def test_bad_names_filter_and_hook_name(model):
-    with pytest.raises(TypeError, match="names_filter"):
-        model.run_with_cache(PAIRS, names_filter=3)
+    with pytest.raises(ValueError, match="names_filter must be a string, list of strings"):
+        model.run_with_cache(PAIRS, names_filter=("hook_pre",))
     with pytest.raises(KeyError, match="No hook point named 'hook_nope'"):
         model.add_hook("hook_nope", lambda x, hook: x)
 
@@ -101,9 +101,9 @@ def test_nested_contexts_remove_only_their_own_hooks(model):
     model(PAIRS)
     assert calls == ["perm"]
     model.reset_hooks()
-    assert len(model.list_hooks()) == 1
+    assert {n: len(hs) for n, hs in model.list_hooks().items()} == {"hook_post": 1}
     model.reset_hooks(including_permanent=True)
-    assert model.list_hooks() == []
+    assert model.list_hooks() == {}
 
 
 def test_failing_context_still_removes_its_hooks(model):
@@ -112,8 +112,8 @@ def test_failing_context_still_removes_its_hooks(model):
         with model.hooks([("hook_pre", lambda x, hook: x + 1)]):
             with model.hooks([("hook_logits", lambda x, hook: x)]):
                 raise RuntimeError("boom")
-    infos = model.list_hooks()
-    assert [(i.name, i.is_permanent) for i in infos] == [("hook_pre", True)]
+    listed = model.list_hooks()
+    assert [(n, [h.is_permanent for h in hs]) for n, hs in listed.items()] == [("hook_pre", [True])]
 
 
 def test_error_inside_hook_propagates_and_cleans_up(model):
@@ -122,16 +122,18 @@ def test_error_inside_hook_propagates_and_cleans_up(model):
 
     with pytest.raises(ValueError, match="bad hook"):
         model.run_with_hooks(PAIRS, fwd_hooks=[("hook_post", bad)])
-    assert model.list_hooks() == []
+    assert model.list_hooks() == {}
 
 
 def test_prepend_runs_first(model):
     order = []
-    model.add_hook("hook_pre", lambda x, hook: order.append("a"))
-    model.add_hook("hook_pre", lambda x, hook: order.append("b"), prepend=True)
+    a = lambda x, hook: order.append("a")
+    b = lambda x, hook: order.append("b")
+    model.add_hook("hook_pre", a)
+    model.add_hook("hook_pre", b, prepend=True)
     model(PAIRS)
     assert order == ["b", "a"]
-    assert [i.fn for i in model.list_hooks()][0]  # listed in run order
+    assert [h.user_hook for h in model.list_hooks()["hook_pre"]] == [b, a]  # listed in run order
     model.reset_hooks()
 
 
