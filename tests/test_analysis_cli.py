@@ -37,7 +37,8 @@ def test_analyze_a_checkpoint_file(ckpt_path):
     assert a.name == "analytic" and a.history["test_acc"] == [0.5, 1.0]
     assert a.phase.phase == "full_inversion"
     assert a.neurons.generalizing == 40 and a.batchnorm is None
-    assert a.config == {"model": a.model.cfg.to_dict(), "dataset": a.dataset.spec.to_dict()}
+    assert a.config == {"model": a.model.cfg.to_dict(), "model_family": "mlp",
+                        "dataset": a.dataset.spec.to_dict()}
     text = a.summary()
     for word in ("full_inversion", "40 generalizing", "ipr_ascending", "random"):
         assert word in text

@@ -12,6 +12,7 @@ from pathlib import Path
 from typing import Any
 
 from ..data import OPERATIONS
+from ..models.families import FAMILIES
 from ..models.mlp import ACTIVATIONS, NORMS
 from ..seeding import SEEDINGS
 from ..sweep.grid import parse_values
@@ -81,18 +82,28 @@ FLAGS = (
     Flag("task", "corrupt_frac", _number(float), "fraction of training labels replaced at "
          "random (default 0)", "XI"),
     _c("task", "corruption", ("uniform", "exclude_true")),
-    Flag("model", "width", _number(int), "hidden neurons N (default 500)", "N"),
-    _c("model", "act", ACTIVATIONS),
+    _c("model", "model", tuple(FAMILIES), "the network: the paper's 2-layer MLP (default), "
+       "its 3-layer MLP or its 1-layer transformer"),
+    Flag("model", "width", _number(int), "hidden neurons N (default 500; the transformer's "
+         "MLP neurons, default 512)", "N"),
+    Flag("model", "d_model", _number(int), "the transformer's residual width (default 128)",
+         "D"),
+    Flag("model", "n_heads", _number(int), "the transformer's attention heads (default 4)",
+         "H"),
+    _c("model", "act", ACTIVATIONS, "activation (default quad for mlp, relu for mlp3 and "
+       "transformer)"),
     Flag("model", "dropout", _number(float), "dropout probability (default 0)", "RATE"),
     _c("model", "dropout_site", ("pre", "post")),
     _c("model", "norm", NORMS),
     _c("optimization", "loss", LOSSES),
     _c("optimization", "optimizer", OPTIMIZERS),
-    Flag("optimization", "lr", _number(float), "learning rate (default 0.01)", "LR"),
+    Flag("optimization", "lr", _number(float), "learning rate (default 0.01; transformer "
+         "0.001)", "LR"),
     Flag("optimization", "weight_decay", _number(float), "weight decay (default 0)", "WD"),
     Flag("optimization", "batch_size", batch_size, "examples per step (default full)",
          "full|N"),
-    Flag("optimization", "steps", _number(int), "optimizer steps (default 2000)", "STEPS"),
+    Flag("optimization", "steps", _number(int), "optimizer steps (default 2000; transformer "
+         "3000)", "STEPS"),
     Flag("optimization", "seed", _number(int), "seeds data, init, batches, dropout "
          "(default 0)", "SEED"),
     _c("optimization", "seeding", SEEDINGS, "mechmem's own random streams (default), the "
@@ -123,7 +134,7 @@ def add_config_flags(parser: argparse.ArgumentParser, *, lists: bool) -> dict[st
             kwargs["type"] = f.convert
         groups[f.group].add_argument(f.name, dest=f.dest, **kwargs)
     groups["model"].add_argument("--bias", action="store_true", default=None,
-                                 help="biases on both layers")
+                                 help="biases on every layer")
     return groups
 
 

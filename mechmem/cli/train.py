@@ -14,10 +14,11 @@ from ._flags import add_config_flags, default_path, given
 
 def register(sub: argparse._SubParsersAction) -> None:
     p = sub.add_parser(
-        "train", help="train the paper's MLP on corrupted modular arithmetic",
+        "train", help="train one of the paper's networks on corrupted modular arithmetic",
         description="Train a network and write its checkpoint. Defaults are the paper's "
-        "(p 97, addition, width 500, x^2, full-batch AdamW lr 0.01, MSE, 2000 steps); a "
-        "--preset sets one of the paper's named runs and explicit flags override it.",
+        "(p 97, addition, the 2-layer MLP: width 500, x^2, full-batch AdamW lr 0.01, MSE, 2000 "
+        "steps; --model transformer: d_model 128, 4 heads, MLP 512, ReLU, lr 0.001, 3000 "
+        "steps); a --preset sets one of the paper's named runs and explicit flags override it.",
     )
     p.add_argument("--preset", choices=list(PRESETS), help="start from a named run of the paper")
     groups = add_config_flags(p, lists=False)

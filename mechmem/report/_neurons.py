@@ -23,6 +23,9 @@ _N_EXTREME = 3  # neurons shown in each of the "most" and "least periodic" figur
 def spectra_panel(analysis: Any) -> Panel:
     """Heatmaps of each neuron's power per frequency for U, V and W, neurons sorted by IPR."""
     fourier, ipr, classes = analysis.fourier, analysis.ipr, analysis.neurons
+    if fourier is None:
+        return Panel("spectra", "Neuron Fourier spectra", "Each neuron's weight spectra.",
+                     note=_no_weights(analysis))
     order = ipr.ranking(descending=True)
     names = [f"neuron {int(k)}" for k in order]
     freqs = [int(f) for f in fourier.freqs]
@@ -106,8 +109,19 @@ def _weights_panel(analysis: Any, neurons: list[int], key: str, which: str) -> P
     return Panel(key, f"The {which} neurons", caption, {"data": traces, "layout": layout})
 
 
+def _no_weights(analysis: Any) -> str:
+    return (f"The {analysis.ipr.site} neurons of this model have no weights that read both "
+            "operands' residues and write the logits (attention or another layer lies in "
+            "between), so there are no weight spectra to show; the frequency chart below "
+            "reads each neuron's key frequency from its activations instead.")
+
+
 def extreme_weights_panels(analysis: Any) -> list[Panel]:
     """Weight vectors of the most and the least periodic live neurons."""
+    if analysis.fourier is None:
+        return [Panel("weights-most", "The most and least periodic neurons",
+                      "The weights of the most and least periodic neurons.",
+                      note=_no_weights(analysis))]
     combined = analysis.ipr.combined
     live = [int(k) for k in analysis.ipr.ranking(descending=True)
             if torch.isfinite(combined[k])]
@@ -124,13 +138,22 @@ def extreme_weights_panels(analysis: Any) -> list[Panel]:
 def frequency_panel(analysis: Any) -> Panel:
     """Stacked bars: neurons per dominant frequency, split by class."""
     fourier, classes = analysis.fourier, analysis.neurons
-    dominant = [int(f) for f in fourier.dominant_freq]
-    freqs = sorted({f for f in dominant if f >= 0})
     title = "Neurons per dominant frequency"
     caption = ("How many neurons have each frequency as their strongest (DC excluded), split "
                "by class: the generalizing neurons show which frequencies the network's "
                "periodic circuit uses, while a memorizing neuron's strongest frequency is "
                "incidental.")
+    if fourier is not None:
+        dominant = [int(f) for f in fourier.dominant_freq]
+    else:
+        fr = analysis.frequencies
+        dominant = [int(f) for f in fr.key_freq]
+        caption = ("How many neurons have each key frequency (the frequency explaining most of "
+                   "the variance of the neuron's activation over all input pairs; mean share "
+                   f"explained {float(fr.frac_explained.nanmean()):.2f}), split by class: the "
+                   "generalizing neurons show which frequencies the network's periodic circuit "
+                   "uses.")
+    freqs = sorted({f for f in dominant if f >= 0})
     if not freqs:
         return Panel("frequencies", title, caption, note="Every neuron is dead: no frequencies.")
     traces = []
@@ -143,6 +166,33 @@ def frequency_panel(analysis: Any) -> Panel:
                          xaxis={"title": {"text": "dominant frequency"}, "type": "category"},
                          yaxis={"title": {"text": "neurons"}})
     return Panel("frequencies", title, caption, {"data": traces, "layout": layout})
+
+
+def site_ipr_panel(analysis: Any) -> Panel:
+    """Histograms of the IPR at every neuron site other than the primary one (the
+    transformer's embedding dimensions, the 3-layer MLP's input layer)."""
+    title = "IPR at the other neuron sites"
+    others = {k: v for k, v in analysis.site_ipr.items() if k != analysis.ipr.site}
+    caption = ("How many neurons (or embedding dimensions) of each other site have each IPR at "
+               "the end of training: the transformer's embedding IPR is the paper's (one value "
+               "per column of W_E over the tokens); the 3-layer MLP's input layer is its "
+               "first layer's rows.")
+    if not others:
+        return Panel("site-ipr", title, caption,
+                     note=f"This model has one neuron site ({analysis.ipr.site}); its IPR "
+                          "histogram is above.")
+    palette = ("#4c72b0", "#dd8452", "#55a868", "#c44e52")
+    bins = {"start": 0.0, "end": 1.0 + 1e-9, "size": 0.02}
+    traces = []
+    for i, (name, res) in enumerate(others.items()):
+        vals = res.combined[torch.isfinite(res.combined)]
+        traces.append({"type": "histogram", "name": f"{name} (mean {res.mean:.3f})",
+                       "x": numbers(vals), "xbins": bins, "opacity": 0.75,
+                       "marker": {"color": palette[i % len(palette)]}})
+    layout = base_layout(340, barmode="overlay",
+                         xaxis={"title": {"text": "IPR (rfft, r = 2)"}, "range": [0, 1.02]},
+                         yaxis={"title": {"text": "count"}})
+    return Panel("site-ipr", title, caption, {"data": traces, "layout": layout})
 
 
 def batchnorm_panel(analysis: Any) -> Panel:

@@ -23,7 +23,13 @@ import plotly.offline
 from .. import __version__
 from .._files import check_destination, write_atomically
 from ._effects import logits_panel, pruning_panel
-from ._neurons import batchnorm_panel, extreme_weights_panels, frequency_panel, spectra_panel
+from ._neurons import (
+    batchnorm_panel,
+    extreme_weights_panels,
+    frequency_panel,
+    site_ipr_panel,
+    spectra_panel,
+)
 from ._plot import ACCURACIES, Panel, percent
 from ._training import ipr_histogram_panel, training_panels
 
@@ -143,7 +149,8 @@ def summary_html(analysis: Any) -> str:
     classes, ipr = analysis.neurons, analysis.ipr
     threshold = float(classes.threshold)
     neurons = [
-        ("width (hidden neurons)", str(analysis.model.cfg.width)),
+        ("width (hidden neurons)" if ipr.site == "hidden" else f"neurons at {ipr.site}",
+         str(int(ipr.combined.numel()))),
         ("generalizing", str(classes.generalizing)),
         ("memorizing", str(classes.memorizing)),
         ("dead (zero or non-finite weights)", str(classes.dead)),
@@ -162,7 +169,9 @@ def summary_html(analysis: Any) -> str:
         f"<h1>mechmem report</h1><p>Run {name_html}</p>"
         f'<p class="lead">Phase <span class="phase">{escape(label)}</span>{story}. '
         f"<span class=\"reason\">{escape(analysis.phase.reason)}</span></p>"
-        '<div class="cards">'
+        + "".join(f'<p class="not-applicable">{escape(n)}</p>'
+                  for n in getattr(analysis, "notes", ()))
+        + '<div class="cards">'
         f"<div><h3>Accuracies</h3>{_table(accuracies, ('measured on', 'accuracy'))}</div>"
         f"<div><h3>Neurons</h3>{_table(neurons)}</div>"
         "</div><h3>Settings</h3>"
@@ -178,7 +187,8 @@ def _sections(analysis: Any) -> list[tuple[str, str, list[Panel]]]:
         ("training", "Training", training_panels(analysis.history)),
         ("neurons", "Neurons: periodic or not",
          [ipr_histogram_panel(analysis), spectra_panel(analysis),
-          *extreme_weights_panels(analysis), frequency_panel(analysis)]),
+          *extreme_weights_panels(analysis), frequency_panel(analysis),
+          site_ipr_panel(analysis)]),
         ("effects", "What the neurons do",
          [pruning_panel(analysis), batchnorm_panel(analysis), logits_panel(analysis)]),
     ]

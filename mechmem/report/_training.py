@@ -10,7 +10,7 @@ from typing import Any
 import numpy as np
 import torch
 
-from ..analysis.spectrum import neuron_ipr
+from ..analysis.ipr import ipr_scores
 from ._plot import ACCURACIES, CLASS_COLORS, PART_COLORS, Panel, base_layout, numbers, vline
 
 # history key of each accuracy (see the trainer's history record)
@@ -143,6 +143,13 @@ def training_panels(history: Mapping[str, Sequence[float]]) -> list[Panel]:
         return {"data": traces, "layout": layout}
 
     acc_lines = [(_HISTORY_ACC[k], label, color) for k, label, color in ACCURACIES]
+    palette = ("#8172b3", "#937860", "#da8bc3", "#8c8c8c", "#ccb974", "#64b5cd")
+    norm_keys = [k for k in history if k.startswith("norm_")] or ["norm_U", "norm_V", "norm_W"]
+    norm_lines = [(k, f"||{k[5:]}||", PART_COLORS.get(k[5:], palette[i % len(palette)]))
+                  for i, k in enumerate(norm_keys)]
+    site_keys = [k for k in history if k.startswith("ipr_") and k != "ipr_mean"]
+    ipr_lines = [("ipr_mean", "mean IPR", "#1b9e77")] + [
+        (k, f"mean IPR at {k[4:]}", palette[i % len(palette)]) for i, k in enumerate(site_keys)]
     specs = [
         ("training-accuracy", "Accuracies", acc_lines, "accuracy", {"range": [-0.02, 1.05]},
          "Each line is one accuracy over training steps (fractions; train is measured against "
@@ -154,12 +161,13 @@ def training_panels(history: Mapping[str, Sequence[float]]) -> list[Panel]:
          "on a log scale: test loss falls when the network generalizes, and train loss stays "
          "up when it stops fitting the corrupted labels."),
         ("training-norms", "Weight norms",
-         [(f"norm_{k}", f"||{k}||", c) for k, c in PART_COLORS.items()], "Frobenius norm", {},
-         "Frobenius norms of the three weight matrices over training: weight decay holds them "
+         norm_lines, "Frobenius norm", {},
+         "Frobenius norms of the weight matrices over training: weight decay holds them "
          "in check, and a collapse towards zero is what forgetting looks like."),
-        ("training-ipr", "Mean IPR", [("ipr_mean", "mean IPR", "#1b9e77")], "mean IPR",
+        ("training-ipr", "Mean IPR", ipr_lines, "mean IPR",
          {"rangemode": "tozero"},
-         "The network's mean inverse participation ratio: it rises as neurons become periodic "
+         "The network's mean inverse participation ratio (of its primary neurons, and of its "
+         "other neuron sites where it has them): it rises as neurons become periodic "
          "(generalizing) and stays low while they memorize."),
     ]
     panels = []
@@ -175,23 +183,28 @@ def training_panels(history: Mapping[str, Sequence[float]]) -> list[Panel]:
 
 
 def _snapshot_ipr(analysis: Any, index: int) -> torch.Tensor | None:
-    """Combined per-neuron IPR of the weights in snapshot `index`, or None if unusable."""
+    """Combined per-neuron IPR of the weights in snapshot `index` (at the site the analysis
+    measured), or None if unusable."""
     snaps = analysis.snapshots
     model = analysis.model
-    N, p = model.cfg.width, model.cfg.p
-    try:
-        U, V, W = (snaps[k][index].detach().to(torch.float64) for k in ("U", "V", "W"))
-    except (KeyError, IndexError, TypeError, AttributeError):
+    state = model.state_dict()
+    names = [k for k in snaps if k != "step"]
+    if not names:
         return None
-    if tuple(U.shape) != (N, p) or tuple(V.shape) != (N, p) or tuple(W.shape) != (p, N):
+    try:
+        values = {k: snaps[k][index].detach() for k in names}
+    except (IndexError, TypeError, AttributeError):
+        return None
+    if any(k not in state or tuple(v.shape) != tuple(state[k].shape) for k, v in
+           values.items()):
         return None
     snap_model = copy.deepcopy(model).to("cpu")
     with torch.no_grad():
-        for name, value in (("U", U), ("V", V), ("W", W)):
-            getattr(snap_model, name).copy_(value)
-    u, v, w = neuron_ipr(snap_model, analysis.dataset.spec.op, r=analysis.ipr.r,
-                         convention=analysis.ipr.convention)
-    return (u + v + w) / 3
+        params = dict(snap_model.named_parameters())
+        for k, v in values.items():
+            params[k].copy_(v)
+    return ipr_scores(snap_model, analysis.dataset.spec.op, r=analysis.ipr.r,
+                      convention=analysis.ipr.convention, site=analysis.ipr.site).combined
 
 
 def _first_snapshot(analysis: Any) -> tuple[torch.Tensor, float] | None:

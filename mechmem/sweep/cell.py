@@ -14,10 +14,11 @@ from torch import Tensor
 from ..analysis.accuracy import AccuracyResult
 from ..analysis.phase import classify_phase
 from ..metrics import METRICS
-from ..spectral import network_ipr
+from ..models.sites import neuron_sites
+from ..spectral import network_ipr, site_ipr
+from ..train.autograd import make_group
 from ..train.config import TrainConfig
 from ..train.group import ModelGroup
-from ..train.metrics import HISTORY_KEYS
 
 
 class ChunkInterrupted(KeyboardInterrupt):
@@ -36,7 +37,7 @@ def cell_record(config: TrainConfig, history: dict[str, list[float]], ipr: Tenso
     Args:
         config: the cell's run.
         history: its record at every evaluation (the last entry is the final state).
-        ipr: its neurons' IPRs (rfft, r = 2) at the end.
+        ipr: its primary neurons' IPRs (rfft, r = 2) at the end.
         dataset_sizes: (n_train, n_test, n_corrupted).
     """
     last = {k: v[-1] for k, v in history.items()}
@@ -57,8 +58,12 @@ def cell_record(config: TrainConfig, history: dict[str, list[float]], ipr: Tenso
         "test_acc_peak": _num(tests[peak]),
         "test_acc_peak_step": int(history["step"][peak]),
         "ipr": {"mean": _num(float(live.mean())) if live.numel() else None,
-                "neurons": [_num(x) for x in ipr.tolist()]},
-        "weight_norms": {k: _num(last[f"norm_{k}"]) for k in ("U", "V", "W")},
+                "neurons": [_num(x) for x in ipr.tolist()],
+                # the other neuron sites' mean IPR (the transformer's "embed", ...)
+                **({"sites": {k[4:]: _num(last[k]) for k in last
+                              if k.startswith("ipr_") and k != "ipr_mean"}}
+                   if any(k.startswith("ipr_") and k != "ipr_mean" for k in last) else {})},
+        "weight_norms": {k[5:]: _num(v) for k, v in last.items() if k.startswith("norm_")},
         "history": {k: ([int(x) for x in v] if k == "step" else [_num(x) for x in v])
                     for k, v in history.items()},
     }
@@ -87,13 +92,13 @@ def train_chunk(
     Returns:
         (one cell record per config, in order; the stacked weights or None).
     """
-    group = ModelGroup(configs, device=device, chunk_elements=chunk_elements)
-    c0 = group.configs[0]
-    histories: list[dict[str, list[float]]] = [{k: [] for k in HISTORY_KEYS} for _ in configs]
+    group = make_group(configs, device=device, chunk_elements=chunk_elements)
+    c0, keys = group.configs[0], group.history_keys
+    histories: list[dict[str, list[float]]] = [{k: [] for k in keys} for _ in configs]
     for s in range(c0.steps + 1):
         if s % c0.eval_every == 0 or s == c0.steps:
             for h, entry in zip(histories, group.record(s), strict=True):
-                for k in HISTORY_KEYS:
+                for k in keys:
                     h[k].append(entry[k])
         if s == c0.steps:
             break
@@ -102,10 +107,17 @@ def train_chunk(
         group.advance(s)
         if on_step is not None:
             on_step(group.models)
-    u, v, w = (group.weights(k) for k in ("U", "V", "W"))
+    fused = isinstance(group, ModelGroup)
+    if fused:
+        u, v, w = (group.weights(k) for k in ("U", "V", "W"))
     records = []
     for i, (config, ds) in enumerate(zip(group.configs, group.datasets, strict=True)):
-        ipr = network_ipr(u[i], v[i], w[i].T, config.op)[1]  # W's columns are its neurons
+        if fused:
+            ipr = network_ipr(u[i], v[i], w[i].T, config.op)[1]  # W's columns are its neurons
+        else:
+            site = neuron_sites(group.model(i))[-1]
+            ipr = site_ipr(site.inputs, None if site.output is None else site.output.T,
+                           config.op)[1]
         sizes = (ds.n_train, int(ds.test_idx.numel()), ds.n_corrupted)
         records.append(cell_record(config, histories[i], ipr, sizes))
     return records, group.state() if keep_weights else None

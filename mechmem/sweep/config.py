@@ -21,9 +21,15 @@ def _plain(value: Any) -> Any:
     return list(value) if isinstance(value, tuple) else value
 
 
+# Fields that did not exist before the model families, left out of the 2-layer MLP's cell ids
+# so that sweeps started before them keep their ids (and resume).
+_MLP_ONLY_ABSENT = ("model", "d_model", "n_heads")
+
+
 def cell_id(config: TrainConfig) -> str:
     """A stable identity of a run: a hash of every setting that changes its result."""
-    d = {k: _plain(v) for k, v in config.to_dict().items() if k not in _NOT_AXES}
+    skip = _NOT_AXES + (_MLP_ONLY_ABSENT if config.model == "mlp" else ())
+    d = {k: _plain(v) for k, v in config.to_dict().items() if k not in skip}
     return hashlib.sha256(json.dumps(d, sort_keys=True).encode()).hexdigest()[:16]
 
 

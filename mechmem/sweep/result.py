@@ -11,7 +11,7 @@ import numpy as np
 
 from ..checkpoint import Checkpoint
 from ..data import make_dataset
-from ..models.mlp import HookedMLP
+from ..models.families import build_model
 from ..train.config import TrainConfig
 from .config import SweepConfig
 from .folder import load_weights, read_cells, read_header
@@ -214,7 +214,7 @@ class SweepResult:
         except ValueError:
             raise ValueError(f"The weights of chunk {cell['chunk']} do not hold cell "
                              f"{cell['id']}; the folder is inconsistent.") from None
-        model = HookedMLP(config.model_config())
+        model = build_model(config.model_config())
         state = {k: v[i] for k, v in payload["state"].items()}
         try:
             model.load_state_dict(state)

@@ -23,11 +23,22 @@ def bytes_per_run(config: TrainConfig) -> int:
     n_train = train_size(config.dataset_spec())
     batch = n_train if config.batch_size == "full" else min(config.batch_size, n_train)
     f = 4 if torch.get_default_dtype() == torch.float32 else 8
-    weights = 5 * (3 * p * N + 3 * N + p) * f
     data = 40 * rows + f * p * rows  # indices and labels; one-hot targets
-    step = f * p * batch + (f * N * batch if config.dropout > 0 else 0)
     evaluation = 3 * f * p * rows  # logits of every example, the loss's temporaries
-    return weights + data + step + evaluation
+    if config.model == "mlp":
+        weights = 5 * (3 * p * N + 3 * N + p) * f
+        step = f * p * batch + (f * N * batch if config.dropout > 0 else 0)
+        return weights + data + step + evaluation
+    # Autograd families: the weights with gradients, moments and scratch; what the backward
+    # pass keeps of each example's forward; an evaluation's activations, both positions.
+    if config.model == "mlp3":
+        n_params = 3 * p * N + N * N + 2 * N + p
+        per_example = 10 * N + 3 * p
+    else:
+        d, L = config.d_model, 1
+        n_params = 2 * p * d + 2 * d + L * (4 * d * d + 2 * d * N) + 6 * d + 2 * N
+        per_example = 2 * (12 * d + 4 * N + 8 * config.n_heads) + 3 * p
+    return 6 * n_params * f + data + f * per_example * (batch + rows) + evaluation
 
 
 def fixed_bytes(config: TrainConfig, device: torch.device) -> int:
