@@ -55,7 +55,7 @@ class Analysis:
     history: dict[str, list[float]]
     snapshots: dict[str, Tensor]
     accuracy: AccuracyResult
-    fourier: FourierResult
+    fourier: FourierResult | None
     ipr: IPRResult
     neurons: NeuronClasses
     pruning: PruningResult
