@@ -74,13 +74,26 @@ class AutogradGroup:
                 idx = order.indices(s).to(self.device)
                 pairs, labels = pairs[idx], labels[idx]
             params = list(module.parameters())
-            with torch.random.fork_rng(devices=[self.device] if self.device.type == "cuda"
-                                       else []):
-                # Dropout draws from the global stream: seeded per run and step, then restored.
-                torch.manual_seed(derived_seed(config.seed, 2, s))
+            if config.dropout > 0:
+                loss = self._seeded_loss(config, module, pairs, labels, derived_seed(
+                    config.seed, 2, s))
+            else:
                 loss = loss_value(config.loss, module(pairs), labels)
             for g, grad in zip(self.grads[i], torch.autograd.grad(loss, params), strict=True):
                 g.copy_(grad)
+
+    def _seeded_loss(self, config: TrainConfig, module: nn.Module, pairs: Tensor,
+                     labels: Tensor, seed: int) -> Tensor:
+        """The loss with dropout masks from `seed`: dropout draws from the global stream, so it
+        is seeded for the step and restored afterwards (the caller's stream is untouched)."""
+        cuda = self.device.type == "cuda"
+        with torch.random.fork_rng(devices=[self.device] if cuda else []):
+            # The generators themselves, not torch.manual_seed: that one also walks every CUDA
+            # device and costs milliseconds a call.
+            torch.default_generator.manual_seed(seed)
+            if cuda:
+                torch.cuda.default_generators[self.device.index or 0].manual_seed(seed)
+            return loss_value(config.loss, module(pairs), labels)
 
     def record(self, s: int) -> list[dict[str, float]]:
         """One history entry per run at state `s`."""
