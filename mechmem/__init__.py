@@ -3,7 +3,8 @@
 Did this network memorize, generalize, or both? Headline names:
 
 - data: `DatasetSpec`, `make_dataset`, `ModularDataset`
-- models: `MLPConfig`, `HookedMLP`, `analytic_solution`
+- models: `MLPConfig`, `HookedMLP`, `MLP3Config`, `HookedMLP3`, `TransformerConfig`,
+  `HookedTransformer`, `analytic_solution` (the neuron-site protocol in `mechmem.models`)
 - hooks: `HookPoint`, `HookedRootModule`
 - checkpoints: `Checkpoint`, `load_checkpoint`, `save_checkpoint`
 - training: `TrainConfig`, `train` (more in `mechmem.train`: `resume`, `preset`, `PRESETS`,
@@ -23,7 +24,11 @@ from .data import make_dataset as make_dataset
 from .hooks import HookedRootModule as HookedRootModule
 from .hooks import HookPoint as HookPoint
 from .models import HookedMLP as HookedMLP
+from .models import HookedMLP3 as HookedMLP3
+from .models import HookedTransformer as HookedTransformer
+from .models import MLP3Config as MLP3Config
 from .models import MLPConfig as MLPConfig
+from .models import TransformerConfig as TransformerConfig
 from .models import analytic_solution as analytic_solution
 
 # Here too the function shadows the subpackage: `mechmem.sweep(config, out=...)`;

@@ -13,6 +13,8 @@ from .batchnorm import BatchNormResult as BatchNormResult
 from .batchnorm import batchnorm_factors as batchnorm_factors
 from .fourier import FourierResult as FourierResult
 from .fourier import fourier as fourier
+from .frequencies import NeuronFrequencies as NeuronFrequencies
+from .frequencies import neuron_frequencies as neuron_frequencies
 from .ipr import IPRResult as IPRResult
 from .ipr import ipr_scores as ipr_scores
 from .logits import CorruptedLogitsResult as CorruptedLogitsResult
