@@ -65,14 +65,16 @@ def reference_transformer(model, pairs):
             q = h @ sd[f"{pre}.attn.W_Q"][head] + b(f"{pre}.attn.b_Q", (cfg.n_heads, 1))[head]
             k = h @ sd[f"{pre}.attn.W_K"][head] + b(f"{pre}.attn.b_K", (cfg.n_heads, 1))[head]
             v = h @ sd[f"{pre}.attn.W_V"][head] + b(f"{pre}.attn.b_V", (cfg.n_heads, 1))[head]
-            pattern = torch.softmax(q @ k.transpose(1, 2) / math.sqrt(cfg.d_head), dim=-1)
+            scale = cfg.d_head if cfg.init == "paper" else math.sqrt(cfg.d_head)
+            pattern = torch.softmax(q @ k.transpose(1, 2) / scale, dim=-1)
             attn = attn + (pattern @ v) @ sd[f"{pre}.attn.W_O"][head]
         x = x + attn + b(f"{pre}.attn.b_O", ())
         h = ln(x, f"{pre}.ln2")
         post = _act(cfg.act, h @ sd[f"{pre}.mlp.W_in"] + b(f"{pre}.mlp.b_in", ()))
         x = x + post @ sd[f"{pre}.mlp.W_out"] + b(f"{pre}.mlp.b_out", ())
     x = ln(x, "ln_final")
-    return x[:, -1] @ sd["unembed.W_U"] + b("unembed.b_U", ())
+    logit_scale = 1 / cfg.d_model if cfg.init == "paper" else 1.0
+    return x[:, -1] @ sd["unembed.W_U"] * logit_scale + b("unembed.b_U", ())
 
 
 def reference_mlp3(model, pairs):
@@ -96,9 +98,10 @@ def reference_mlp3(model, pairs):
 @pytest.mark.parametrize("norm", ["none", "layernorm"])
 @pytest.mark.parametrize("bias", [False, True])
 @pytest.mark.parametrize("act", ["relu", "gelu"])
-def test_transformer_forward_matches_the_reference(norm, bias, act):
+@pytest.mark.parametrize("init", ["paper", "gpt2"])
+def test_transformer_forward_matches_the_reference(norm, bias, act, init):
     model = _randomize(HookedTransformer(TransformerConfig(
-        p=P, d_model=16, n_heads=4, d_mlp=24, norm=norm, bias=bias, act=act), seed=0))
+        p=P, d_model=16, n_heads=4, d_mlp=24, norm=norm, bias=bias, act=act, init=init), seed=0))
     with torch.no_grad():
         torch.testing.assert_close(model(PAIRS), reference_transformer(model, PAIRS))
 
@@ -118,6 +121,16 @@ def test_mlp3_forward_matches_the_reference(norm, bias, act):
                                   seed=0))
     with torch.no_grad():
         torch.testing.assert_close(model(PAIRS), reference_mlp3(model, PAIRS))
+
+
+def test_paper_init_draws_the_authors_scales():
+    cfg = TransformerConfig(p=97, d_model=128, n_heads=4, d_mlp=512)
+    sd = HookedTransformer(cfg, seed=0).state_dict()
+    assert abs(float(sd["embed.W_E"].std()) - 1.0) < 0.02
+    assert abs(float(sd["blocks.0.mlp.W_out"].std()) - 512**-0.5) < 0.002
+    assert abs(float(sd["blocks.0.attn.W_Q"].std()) - 128**-0.5) < 0.002
+    gpt2 = HookedTransformer(TransformerConfig(p=97, init="gpt2"), seed=0).state_dict()
+    assert abs(float(gpt2["embed.W_E"].std()) - 0.8 / 128**0.5) < 0.002
 
 
 def test_transformer_weights_are_named_and_oriented_as_transformer_lens():
@@ -193,7 +206,8 @@ def test_sites_of_each_family():
     tf = HookedTransformer(TransformerConfig(p=P, d_model=16, n_heads=2, d_mlp=24))
     embed, mlp_site = neuron_sites(tf)
     assert embed.width == 16 and torch.equal(embed.inputs[0], tf.W_E.detach().T)
-    torch.testing.assert_close(mlp_site.output, (tf.blocks[0].mlp.W_out @ tf.W_U).detach().T)
+    torch.testing.assert_close(mlp_site.output,
+                               (tf.blocks[0].mlp.W_out @ tf.W_U).detach().T / 16)
     with pytest.raises(TypeError, match="does not show its neurons"):
         neuron_sites(torch.nn.Linear(2, 2))
 

@@ -23,7 +23,7 @@ from .sites import NeuronSite
 
 TRANSFORMER_ACTIVATIONS = ("relu", "gelu")
 TRANSFORMER_NORMS = ("none", "layernorm")
-TRANSFORMER_INITS = ("gpt2",)
+TRANSFORMER_INITS = ("paper", "gpt2")
 N_CTX = 2  # the two operand tokens
 
 
@@ -43,7 +43,11 @@ class TransformerConfig:
         bias: biases on every linear map (TransformerLens's b_Q, b_K, b_V, b_O, b_in, b_out, b_U);
             the paper's network has none.
         dropout: dropout on the attention and MLP outputs during training.
-        init: "gpt2": every weight from N(0, (0.8 / sqrt(d_model))^2), TransformerLens's default.
+        init: the parametrization. "paper": the authors' code (their muP setting, s = 1):
+            embeddings W_E, W_pos from N(0, 1), every other weight from N(0, 1 / fan_in),
+            attention scores divided by d_head (not sqrt(d_head)) and the logits multiplied by
+            1 / d_model. "gpt2": TransformerLens's default, every weight from
+            N(0, (0.8 / sqrt(d_model))^2), scores divided by sqrt(d_head), logits unscaled.
         init_scale: multiplies the initial weights.
     """
 
@@ -56,7 +60,7 @@ class TransformerConfig:
     norm: str = "none"
     bias: bool = False
     dropout: float = 0.0
-    init: str = "gpt2"
+    init: str = "paper"
     init_scale: float = 1.0
 
     def __post_init__(self) -> None:
@@ -85,6 +89,16 @@ class TransformerConfig:
     @property
     def d_head(self) -> int:
         return self.d_model // self.n_heads
+
+    @property
+    def attn_scale(self) -> float:
+        """What attention scores are divided by."""
+        return float(self.d_head) if self.init == "paper" else math.sqrt(self.d_head)
+
+    @property
+    def logit_scale(self) -> float:
+        """What the unembedding's output is multiplied by."""
+        return 1.0 / self.d_model if self.init == "paper" else 1.0
 
     @property
     def width(self) -> int:
@@ -147,7 +161,7 @@ class Attention(nn.Module):
         self.W_O = nn.Parameter(torch.empty(h, dh, d))
         self.b_Q, self.b_K, self.b_V = (_bias(cfg.bias, h, dh) for _ in range(3))
         self.b_O = _bias(cfg.bias, d)
-        self.scale = math.sqrt(dh)
+        self.scale = cfg.attn_scale
         self.hook_q = HookPoint()  # (batch, pos, head, d_head)
         self.hook_k = HookPoint()
         self.hook_v = HookPoint()
@@ -223,9 +237,12 @@ class Unembed(nn.Module):
         super().__init__()
         self.W_U = nn.Parameter(torch.empty(cfg.d_model, cfg.p))
         self.b_U = _bias(cfg.bias, cfg.p)
+        self.logit_scale = cfg.logit_scale
 
     def forward(self, x: Float[Tensor, "batch d_model"]) -> Float[Tensor, "batch p"]:
         out = x @ self.W_U
+        if self.logit_scale != 1.0:
+            out = out * self.logit_scale
         return out if self.b_U is None else out + self.b_U
 
 
@@ -262,14 +279,22 @@ class HookedTransformer(HookedRootModule):
         self.setup()
 
     def reset_parameters(self, seed: int) -> None:
-        """Draw fresh weights (every W_* from N(0, init_range^2), biases 0, LayerNorm w 1)."""
+        """Draw fresh weights from the configured init (biases 0, LayerNorm w 1)."""
         gen = torch.Generator().manual_seed(seed)
-        std = 0.8 / math.sqrt(self.cfg.d_model) * self.cfg.init_scale
+        cfg = self.cfg
+        # fan_in of each weight under "paper" (the input width of the map it is part of).
+        fan_in = {"W_Q": cfg.d_model, "W_K": cfg.d_model, "W_V": cfg.d_model,
+                  "W_O": cfg.d_model, "W_in": cfg.d_model, "W_out": cfg.d_mlp,
+                  "W_U": cfg.d_model}
         with torch.no_grad():
             for name, param in self.named_parameters():
                 leaf = name.rsplit(".", 1)[-1]
                 if leaf.startswith("W_"):
-                    param.copy_(torch.randn(param.shape, generator=gen) * std)
+                    if cfg.init == "gpt2":
+                        std = 0.8 / math.sqrt(cfg.d_model)
+                    else:
+                        std = 1.0 if leaf in ("W_E", "W_pos") else fan_in[leaf] ** -0.5
+                    param.copy_(torch.randn(param.shape, generator=gen) * std * cfg.init_scale)
                 elif leaf == "w":
                     param.fill_(1.0)
                 else:
@@ -299,7 +324,7 @@ class HookedTransformer(HookedRootModule):
         sites = [NeuronSite("embed", "hook_embed", cfg.d_model, inputs=(W_E, W_E), position=-1)]
         for L, block in enumerate(self.blocks):
             last = L == cfg.n_layers - 1
-            out = (block.mlp.W_out @ self.W_U).detach().T if last else None  # (p, d_mlp)
+            out = (block.mlp.W_out @ self.W_U * cfg.logit_scale).detach().T if last else None
             sites.append(NeuronSite(
                 f"blocks.{L}.mlp", f"blocks.{L}.mlp.hook_post", cfg.d_mlp, output=out,
                 residual=True, linear=last and self.ln_final is None, position=-1))

@@ -25,7 +25,7 @@ PAPER_REFERENCE_BATCH = 256
 FAMILY_DEFAULTS: dict[str, dict[str, Any]] = {
     "mlp": {"width": 500, "act": "quad", "init": "paper", "lr": 0.01, "steps": 2000},
     "mlp3": {"width": 500, "act": "relu", "init": "pytorch", "lr": 0.01, "steps": 2000},
-    "transformer": {"width": 512, "act": "relu", "init": "gpt2", "lr": 1e-3, "steps": 3000,
+    "transformer": {"width": 512, "act": "relu", "init": "paper", "lr": 1e-3, "steps": 3000,
                     "d_model": 128, "n_heads": 4},
 }
 _TRANSFORMER_ONLY = ("d_model", "n_heads")
