@@ -54,7 +54,11 @@ def reports(tmp_path_factory):
         dead.U.zero_()
         dead.W[:, 5] = math.inf
     dead_path = analyze(dead, ds).to_html(folder / "dead.html")
-    return trained, built, dead_path
+    tf = train(TrainConfig(model="transformer", p=23, d_model=32, n_heads=4, width=64,
+                           corrupt_frac=0.2, steps=40, eval_every=10, snapshot_every=20,
+                           device="cpu"))
+    transformer = analyze(tf).to_html(folder / "transformer.html")
+    return trained, built, dead_path, transformer
 
 
 class Visit:
@@ -150,6 +154,21 @@ def test_model_with_dead_neurons_renders_without_errors(browser, reports):
     assert visit.page.locator("p.missing").count() == 4
     assert visit.problems() == []
     visit.page.close()
+
+
+def test_transformer_report_draws_what_applies_and_says_what_does_not(browser, reports):
+    visit = Visit(browser, reports[3])
+    page = visit.page
+    # training (4), IPR histogram, key frequencies, embedding IPR, pruning, logits
+    assert visit.n_figures == 9
+    assert page.locator("#fig-site-ipr svg.main-svg").count() > 0
+    assert page.locator("#fig-frequencies svg.main-svg").count() > 0
+    missing = page.locator("p.missing").all_inner_texts()
+    assert len(missing) == 3 and all("no weights that read both" in m or "BatchNorm" in m
+                                     for m in missing)
+    assert page.locator("p.not-applicable").count() == 2
+    assert visit.problems() == []
+    page.close()
 
 
 def test_full_page_screenshot(browser, reports, tmp_path):

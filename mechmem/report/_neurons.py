@@ -168,9 +168,10 @@ def frequency_panel(analysis: Any) -> Panel:
     return Panel("frequencies", title, caption, {"data": traces, "layout": layout})
 
 
-def site_ipr_panel(analysis: Any) -> Panel:
+def site_ipr_panels(analysis: Any) -> list[Panel]:
     """Histograms of the IPR at every neuron site other than the primary one (the
-    transformer's embedding dimensions, the 3-layer MLP's input layer)."""
+    transformer's embedding dimensions, the 3-layer MLP's input layer); none for a model with
+    one site."""
     title = "IPR at the other neuron sites"
     others = {k: v for k, v in analysis.site_ipr.items() if k != analysis.ipr.site}
     caption = ("How many neurons (or embedding dimensions) of each other site have each IPR at "
@@ -178,9 +179,7 @@ def site_ipr_panel(analysis: Any) -> Panel:
                "per column of W_E over the tokens); the 3-layer MLP's input layer is its "
                "first layer's rows.")
     if not others:
-        return Panel("site-ipr", title, caption,
-                     note=f"This model has one neuron site ({analysis.ipr.site}); its IPR "
-                          "histogram is above.")
+        return []
     palette = ("#4c72b0", "#dd8452", "#55a868", "#c44e52")
     bins = {"start": 0.0, "end": 1.0 + 1e-9, "size": 0.02}
     traces = []
@@ -192,7 +191,7 @@ def site_ipr_panel(analysis: Any) -> Panel:
     layout = base_layout(340, barmode="overlay",
                          xaxis={"title": {"text": "IPR (rfft, r = 2)"}, "range": [0, 1.02]},
                          yaxis={"title": {"text": "count"}})
-    return Panel("site-ipr", title, caption, {"data": traces, "layout": layout})
+    return [Panel("site-ipr", title, caption, {"data": traces, "layout": layout})]
 
 
 def batchnorm_panel(analysis: Any) -> Panel:

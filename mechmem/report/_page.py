@@ -27,7 +27,7 @@ from ._neurons import (
     batchnorm_panel,
     extreme_weights_panels,
     frequency_panel,
-    site_ipr_panel,
+    site_ipr_panels,
     spectra_panel,
 )
 from ._plot import ACCURACIES, Panel, percent
@@ -188,7 +188,7 @@ def _sections(analysis: Any) -> list[tuple[str, str, list[Panel]]]:
         ("neurons", "Neurons: periodic or not",
          [ipr_histogram_panel(analysis), spectra_panel(analysis),
           *extreme_weights_panels(analysis), frequency_panel(analysis),
-          site_ipr_panel(analysis)]),
+          *site_ipr_panels(analysis)]),
         ("effects", "What the neurons do",
          [pruning_panel(analysis), batchnorm_panel(analysis), logits_panel(analysis)]),
     ]
