@@ -10,7 +10,6 @@ from mechmem import HookedMLP, MLPConfig, make_dataset
 from mechmem.train.engine import (
     Batch,
     Step,
-    eval_logits,
     load_into_model,
     stack_buffers,
     stack_params,
@@ -119,15 +118,31 @@ def test_dropout_masks_follow_the_generator():
 
 
 @pytest.mark.parametrize("case", CASES[::2], ids=lambda c: "-".join(map(str, c.values())))
-def test_eval_logits_equal_model_forward_in_eval_mode(case):
-    model, batch = _setup(case["act"], case["norm"], case["bias"])
-    if case["norm"] == "batchnorm":  # non-trivial running statistics
-        model.norm.running_mean.uniform_(-0.5, 0.5)
-        model.norm.running_var.uniform_(0.5, 2.0)
-    model.eval()
-    params, buffers = stack_params([model], CPU), stack_buffers([model], CPU)
-    ours = eval_logits(model.cfg, params, buffers, batch.m, batch.n, chunk_elements=30 * N)
-    torch.testing.assert_close(ours[0], model(_pairs(batch)))
+def test_group_logits_are_each_models_own_forward_in_eval_mode(case):
+    from mechmem import TrainConfig
+    from mechmem.train.group import ModelGroup
+
+    fields = {"p": P, "width": N, "act": case["act"], "norm": case["norm"], "bias": case["bias"],
+              "device": "cpu"}
+    # Padded rows too, where the group allows sets of different sizes (not under BatchNorm).
+    fracs = [0.5] * 3 if case["norm"] == "batchnorm" else [0.5, 0.6, 0.7]
+    configs = [TrainConfig(seed=s, train_frac=fracs[s], **fields) for s in range(3)]
+    models = []
+    for c in configs:
+        model = HookedMLP(c.model_config(), seed=c.seed).double()
+        with torch.no_grad():
+            for prm in model.parameters():
+                prm.add_(0.1)  # non-zero biases
+        if case["norm"] == "batchnorm":  # non-trivial running statistics
+            model.norm.running_mean.uniform_(-0.5, 0.5)
+            model.norm.running_var.uniform_(0.5, 2.0)
+        models.append(model.eval())
+    group = ModelGroup(configs, models=models, chunk_elements=30 * N)
+    d = group.data
+    ours = group.logits(d.test_m, d.test_n)
+    for i, (model, ds) in enumerate(zip(models, group.datasets, strict=True)):
+        pairs = ds.test_pairs
+        torch.testing.assert_close(ours[i, : len(pairs)], model(pairs))
 
 
 def test_params_round_trip_into_the_model_exactly():

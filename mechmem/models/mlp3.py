@@ -149,7 +149,9 @@ class HookedMLP3(HookedRootModule):
 
     def forward(self, pairs: Int[Tensor, "batch 2"]) -> Float[Tensor, "batch p"]:
         m, n = pairs[:, 0], pairs[:, 1]
-        pre = self.hook_embed_U(self.U.T[m]) + self.hook_embed_V(self.V.T[n])  # (batch, N)
+        # Column lookups (an embedding of each operand), never one-hot matmuls.
+        pre = self.hook_embed_U(F.embedding(m, self.U.T)) + self.hook_embed_V(
+            F.embedding(n, self.V.T))  # (batch, N)
         if self.b_in is not None:
             pre = pre + self.b_in
         h = self._layer(self.layers[0], pre)

@@ -14,6 +14,7 @@ from typing import Any
 
 import torch
 from torch import Tensor
+from torch.func import functional_call, vmap
 
 from ..data import ModularDataset, make_dataset
 from ..models.families import build_model
@@ -23,8 +24,8 @@ from .engine import (
     TRANSPOSED,
     Batch,
     Step,
+    chunks,
     default_chunk_elements,
-    eval_logits,
     load_into_model,
     stack_buffers,
     stack_params,
@@ -144,6 +145,10 @@ class ModelGroup:
                           if any(dropout) else None)
         self.evaluator = Evaluator(self.data, c0.loss, [c.op for c in configs])
         self.history_keys = HISTORY_KEYS
+        # Evaluations run `HookedMLP.forward` itself (one definition of the forward), over the
+        # stacked weights: a template module called with each model's tensors.
+        self._template = HookedMLP(self.cfg).to(self.device).eval()
+        self._forward = vmap(lambda p, b, x: functional_call(self._template, (p, b), (x,)))
         self._ready: int | None = None  # the step whose gradients `record` already computed
 
     @property
@@ -188,11 +193,23 @@ class ModelGroup:
         `reuse` holds (else the training set is evaluated here)."""
         d = self.data
         if train_logits is None:
-            train_logits = eval_logits(self.cfg, self.params, self.buffers, d.train_m,
-                                       d.train_n, self.chunk_elements)
-        test_logits = eval_logits(self.cfg, self.params, self.buffers, d.test_m, d.test_n,
-                                  self.chunk_elements)
-        return self.evaluator(s, train_logits, test_logits, self.params)
+            train_logits = self.logits(d.train_m, d.train_n)
+        return self.evaluator(s, train_logits, self.logits(d.test_m, d.test_n), self.params)
+
+    @torch.no_grad()
+    def logits(self, m: Tensor, n: Tensor) -> Tensor:
+        """Evaluation-mode logits (M, rows, p) of each model on its own pairs (m, n), through
+        `HookedMLP.forward` (vmapped over the models), in cache-sized chunks of rows."""
+        params = {k: v.transpose(-1, -2) if k in TRANSPOSED else v for k, v in
+                  self.params.items()}  # the model's orientation (views)
+        pairs = torch.stack([m, n], -1)
+        M, rows = m.shape
+        out = self.params["W"].new_empty(M, rows, self.cfg.p)
+        for a, b, lo, hi in chunks(M, rows, self.cfg.width, 4 * self.chunk_elements):
+            out[a:b, lo:hi] = self._forward({k: v[a:b] for k, v in params.items()},
+                                            {k: v[a:b] for k, v in self.buffers.items()},
+                                            pairs[a:b, lo:hi])
+        return out
 
     def model(self, i: int) -> HookedMLP:
         """Run i's network as it stands, on the CPU, in eval mode (a fresh module)."""
