@@ -214,3 +214,14 @@ def test_version_1_checkpoint_still_loads_and_resumes(tmp_path):
     done = resume(copy, steps=30)
     assert done.step == 30 and done.history["step"][-1] == 30
     assert load_checkpoint(copy).to_dict()["version"] == 2
+
+
+def test_mlp3_with_batchnorm_analyzes_and_reports(tmp_path):
+    ckpt = train(_config("mlp3", norm="batchnorm", batch_size=40))
+    a = analyze(ckpt)
+    assert a.family == "mlp3" and a.batchnorm is not None and a.fourier is None
+    assert set(a.site_ipr) == {"layers.0", "layers.1"}
+    assert a.batchnorm.gamma_abs.shape == (24,)
+    assert "ipr_layers_0" in ckpt.history
+    html = a.to_html(tmp_path / "m3.html").read_text()
+    assert 'id="fig-batchnorm"' in html and 'id="fig-site-ipr"' in html
