@@ -18,8 +18,10 @@ def run(args: argparse.Namespace) -> int:
     print(f"checkpoint  {ckpt.path}")
     if ckpt.name:
         print(f"name        {ckpt.name}")
-    print(f"model       width={cfg.width} act={cfg.act} norm={cfg.norm} dropout={cfg.dropout}"
-          f" bias={cfg.bias}")
+    extra = (f" d_model={cfg.d_model} heads={cfg.n_heads} layers={cfg.n_layers} init={cfg.init}"
+             if ckpt.family == "transformer" else "")
+    print(f"model       {ckpt.family} width={cfg.width}{extra} act={cfg.act} norm={cfg.norm}"
+          f" dropout={cfg.dropout} bias={cfg.bias}")
     print(f"dataset     op={ds.spec.op} p={ds.p} alpha={ds.spec.train_frac}"
           f" xi={ds.spec.corrupt_frac} seed={ds.spec.seed} seeding={ds.spec.seeding}"
           f" train={ds.n_train} corrupted={ds.n_corrupted}")
