@@ -5,7 +5,6 @@ network's (U and V are its per-operand input weights), the second reads it throu
 (width x width), and W maps the second to the logits.
 """
 
-import dataclasses
 from dataclasses import dataclass
 from typing import ClassVar
 
@@ -15,13 +14,13 @@ from jaxtyping import Float, Int
 from torch import Tensor, nn
 
 from ..hooks import HookedRootModule, HookPoint
-from .mlp import ACTIVATIONS, NORMS, activation_fn
+from .mlp import MLPConfig, activation_fn
 from .sites import NeuronSite
 
 
 @dataclass(frozen=True)
-class MLP3Config:
-    """Architecture of a `HookedMLP3`.
+class MLP3Config(MLPConfig):
+    """Architecture of a `HookedMLP3`: the fields (and checks) of `MLPConfig`, read per layer.
 
     Attributes:
         p: number of residues.
@@ -36,36 +35,8 @@ class MLP3Config:
         init_scale: multiplies the initial weights.
     """
 
-    p: int = 97
-    width: int = 500
     act: str = "relu"
-    bias: bool = False
-    dropout: float = 0.0
-    dropout_site: str = "pre"
-    norm: str = "none"
     init: str = "pytorch"
-    init_scale: float = 1.0
-
-    def __post_init__(self) -> None:
-        if isinstance(self.p, bool) or not isinstance(self.p, int) or self.p < 2:
-            raise ValueError(f"`p` must be an integer >= 2, got {self.p!r}.")
-        if isinstance(self.width, bool) or not isinstance(self.width, int) or self.width < 1:
-            raise ValueError(f"`width` must be a positive integer, got {self.width!r}.")
-        if self.act not in ACTIVATIONS:
-            raise ValueError(f"`act` must be one of {', '.join(ACTIVATIONS)}, got {self.act!r}.")
-        if self.norm not in NORMS:
-            raise ValueError(f"`norm` must be one of {', '.join(NORMS)}, got {self.norm!r}.")
-        if not 0.0 <= self.dropout < 1.0:
-            raise ValueError(f"`dropout` must lie in [0, 1), got {self.dropout}.")
-        if self.dropout_site not in ("pre", "post"):
-            raise ValueError(f"`dropout_site` must be 'pre' or 'post', got {self.dropout_site!r}.")
-        if self.init not in ("paper", "pytorch"):
-            raise ValueError(f"`init` must be 'paper' or 'pytorch', got {self.init!r}.")
-        if not self.init_scale > 0.0:
-            raise ValueError(f"`init_scale` must be positive, got {self.init_scale}.")
-
-    def to_dict(self) -> dict[str, object]:
-        return dataclasses.asdict(self)
 
 
 def _norm(kind: str, width: int) -> nn.Module:
@@ -131,7 +102,7 @@ class HookedMLP3(HookedRootModule):
         with torch.no_grad():
             for w, fan_in in fans:
                 if cfg.init == "paper":
-                    std = 0.5 / (2 * cfg.width) ** (1 / 3) * cfg.init_scale
+                    std = cfg.paper_init_std * cfg.init_scale
                     w.copy_(torch.randn(w.shape, generator=gen) * std)
                 else:
                     bound = cfg.init_scale / fan_in**0.5

@@ -14,10 +14,10 @@ from typing import Any
 import torch
 from torch import Tensor, nn
 
-from ..data import ModularDataset, make_dataset
+from ..data import ModularDataset
 from ..models.families import build_model
 from .config import TrainConfig
-from .group import ModelGroup, group_key, initial_model, resolve_device
+from .group import ModelGroup, group_members, initial_model, resolve_device
 from .metrics import history_keys, loss_value, model_entry
 from .optim import Optimizer
 from .stack import BatchOrder, derived_seed
@@ -34,16 +34,7 @@ class AutogradGroup:
                  datasets: Sequence[ModularDataset] | None = None,
                  device: torch.device | None = None,
                  chunk_elements: int | None = None) -> None:
-        if not configs:
-            raise ValueError("A model group needs at least one config.")
-        self.configs = list(configs)
-        self.datasets = list(datasets) if datasets is not None else [
-            make_dataset(c.dataset_spec()) for c in self.configs]
-        keys = {group_key(c, ds.n_train) for c, ds in zip(self.configs, self.datasets,
-                                                           strict=True)}
-        if len(keys) != 1:
-            raise ValueError("These runs cannot share a training step: they differ in a field "
-                             "that fixes the model or the step.")
+        self.configs, self.datasets = group_members(configs, datasets)
         c0 = self.configs[0]
         self.device = resolve_device(c0.device) if device is None else device
         mods = list(models) if models is not None else [initial_model(c) for c in configs]

@@ -64,6 +64,22 @@ def group_key(config: TrainConfig, n_train: int) -> tuple[Any, ...]:
     return fixed + (batch,)
 
 
+def group_members(configs: Sequence[TrainConfig], datasets: Sequence[ModularDataset] | None
+                  ) -> tuple[list[TrainConfig], list[ModularDataset]]:
+    """The runs of a group and their datasets (made from the configs unless given), checked to
+    be able to share a step."""
+    if not configs:
+        raise ValueError("A model group needs at least one config.")
+    configs = list(configs)
+    datasets = list(datasets) if datasets is not None else [
+        make_dataset(c.dataset_spec()) for c in configs]
+    keys = {group_key(c, ds.n_train) for c, ds in zip(configs, datasets, strict=True)}
+    if len(keys) != 1:
+        raise ValueError("These runs cannot share a training step: they differ in a field "
+                         "other than " + ", ".join(PER_MODEL_FIELDS) + ".")
+    return configs, datasets
+
+
 def initial_model(config: TrainConfig) -> torch.nn.Module:
     """The network a run of `config` starts from (step 0), in training mode.
 
@@ -109,16 +125,7 @@ class ModelGroup:
                  datasets: Sequence[ModularDataset] | None = None,
                  device: torch.device | None = None,
                  chunk_elements: int | None = None) -> None:
-        if not configs:
-            raise ValueError("A model group needs at least one config.")
-        self.configs = list(configs)
-        self.datasets = list(datasets) if datasets is not None else [
-            make_dataset(c.dataset_spec()) for c in self.configs]
-        keys = {group_key(c, ds.n_train) for c, ds in zip(self.configs, self.datasets,
-                                                           strict=True)}
-        if len(keys) != 1:
-            raise ValueError("These runs cannot share a training step: they differ in a field "
-                             "other than " + ", ".join(PER_MODEL_FIELDS) + ".")
+        self.configs, self.datasets = group_members(configs, datasets)
         c0 = self.configs[0]
         self.device = resolve_device(c0.device) if device is None else device
         models = list(models) if models is not None else [initial_model(c) for c in configs]
