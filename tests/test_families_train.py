@@ -40,7 +40,7 @@ def test_family_defaults_are_the_papers():
     m = TrainConfig()
     assert (m.width, m.act, m.lr, m.steps, m.d_model, m.init) == (500, "quad", 0.01, 2000, None,
                                                                   "paper")
-    assert TrainConfig(model="mlp3").act == "relu"
+    assert (TrainConfig(model="mlp3").act, TrainConfig(model="mlp3").init) == ("relu", "paper")
     back = t.replace(model="mlp")
     assert back == TrainConfig()
     assert TrainConfig().replace(model="transformer", lr=0.002).lr == 0.002

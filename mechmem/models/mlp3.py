@@ -30,13 +30,12 @@ class MLP3Config(MLPConfig):
         dropout, dropout_site: dropout on each hidden layer's pre-activations ("pre") or on
             what the next layer reads ("post").
         norm: normalization of each hidden layer's post-activation ("batchnorm", "layernorm").
-        init: "pytorch" (nn.Linear's uniform init, the default for a ReLU net) or "paper"
-            (N(0, std^2), std = (16 N)^(-1/3), as for the 2-layer network).
+        init: "paper" (N(0, std^2), std = (16 N)^(-1/3), as for the 2-layer network) or
+            "pytorch" (nn.Linear's uniform init).
         init_scale: multiplies the initial weights.
     """
 
     act: str = "relu"
-    init: str = "pytorch"
 
 
 def _norm(kind: str, width: int) -> nn.Module:
