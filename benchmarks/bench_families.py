@@ -3,12 +3,13 @@ mechmem's 1-layer transformer and 3-layer MLP, trained from the presets, on the 
 
 Runs: the transformer on clean addition, and with corrupted labels at low and high weight decay
 (`transformer-coexistence`, `transformer-full-inversion`); the 3-layer MLP at low and high weight
-decay (`mlp3-coexistence`, `mlp3-full-inversion`). Prints each run's phase, accuracies and IPR
+decay (`mlp3-memorization`, `mlp3-inversion`). Prints each run's phase, accuracies and IPR
 (the transformer's per embedding dimension, as the paper's histograms), then the paper's
 statements beside what mechmem measured. Checkpoints are kept in --out (reused when present:
 delete them to retrain).
 
     python benchmarks/bench_families.py [--out runs/families] [--only transformer|mlp3]
+        [--run NAME ...]   (train only these runs; several processes can share one --out)
 """
 
 import argparse
@@ -27,8 +28,8 @@ RUNS = {
         ("transformer-full-inversion", {}),
     ],
     "mlp3": [
-        ("mlp3-coexistence", {}),
-        ("mlp3-full-inversion", {}),
+        ("mlp3-memorization", {}),
+        ("mlp3-inversion", {}),
     ],
 }
 
@@ -43,7 +44,7 @@ def run(name: str, overrides: dict, out: Path):
         return analyze(load_checkpoint(path)), None
     config = preset(_preset_name(name), name=name, device="cpu", **overrides)
     start = time.perf_counter()
-    ckpt = train(config, out=path, progress=True)
+    ckpt = train(config, out=path)
     return analyze(ckpt), time.perf_counter() - start
 
 
@@ -67,6 +68,8 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--out", default="runs/families")
     parser.add_argument("--only", choices=list(RUNS))
+    parser.add_argument("--run", action="append", choices=[n for r in RUNS.values()
+                                                           for n, _ in r])
     args = parser.parse_args()
     out = Path(args.out)
     out.mkdir(parents=True, exist_ok=True)
@@ -75,6 +78,8 @@ def main() -> None:
         if args.only and family != args.only:
             continue
         for name, overrides in runs:
+            if args.run and name not in args.run:
+                continue
             a, seconds = run(name, overrides, out)
             results[name] = a
             print(describe(name, a, seconds), flush=True)
@@ -98,9 +103,9 @@ def claims(r: dict) -> list[tuple[str, str]]:
         lo, hi = r["transformer-coexistence"], r["transformer-full-inversion"]
         wd_lo, wd_hi = (x.config["weight_decay"] for x in (lo, hi))
         rows += [
-            (f"transformer, corrupted labels, low wd: Coexistence",
+            ("transformer, corrupted labels, low wd: Coexistence",
              f"wd {wd_lo:g}: {lo.phase.phase}"),
-            (f"transformer, corrupted labels, high wd: Full Inversion",
+            ("transformer, corrupted labels, high wd: Full Inversion",
              f"wd {wd_hi:g}: {hi.phase.phase}"),
             ("transformer embedding IPR rises with weight decay",
              f"median {_median(lo, 'embed'):.3f} -> {_median(hi, 'embed'):.3f}"),
@@ -109,8 +114,8 @@ def claims(r: dict) -> list[tuple[str, str]]:
             ("  Full Inversion: a broad mode of about 0.1 to 0.28",
              quantiles(hi.site_ipr["embed"].combined)),
         ]
-    if "mlp3-coexistence" in r and "mlp3-full-inversion" in r:
-        lo, hi = r["mlp3-coexistence"], r["mlp3-full-inversion"]
+    if "mlp3-memorization" in r and "mlp3-inversion" in r:
+        lo, hi = r["mlp3-memorization"], r["mlp3-inversion"]
         wd_lo, wd_hi = (x.config["weight_decay"] for x in (lo, hi))
         rows += [
             ("3-layer MLP: the same ordering with weight decay",
