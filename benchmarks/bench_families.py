@@ -5,8 +5,8 @@ Runs: the transformer on clean addition, and with corrupted labels at low and hi
 (`transformer-coexistence`, `transformer-full-inversion`); the 3-layer MLP at low and high weight
 decay (`mlp3-memorization`, `mlp3-inversion`). Prints each run's phase, accuracies and IPR
 (the transformer's per embedding dimension, as the paper's histograms), then the paper's
-statements beside what mechmem measured. Checkpoints are kept in --out (reused when present:
-delete them to retrain).
+statements beside what mechmem measured. Checkpoints are kept in --out: a finished one is reused
+(delete it to retrain), an interrupted one is resumed.
 
     python benchmarks/bench_families.py [--out runs/families] [--only transformer|mlp3]
         [--run NAME ...]   (train only these runs; several processes can share one --out)
@@ -19,7 +19,7 @@ from pathlib import Path
 import torch
 
 from mechmem import analyze, load_checkpoint
-from mechmem.train import preset, train
+from mechmem.train import preset, resume, train
 
 RUNS = {
     "transformer": [
@@ -40,11 +40,15 @@ def _preset_name(name: str) -> str:
 
 def run(name: str, overrides: dict, out: Path):
     path = out / f"{name}.pt"
-    if path.exists():
-        return analyze(load_checkpoint(path)), None
     config = preset(_preset_name(name), name=name, device="cpu", **overrides)
     start = time.perf_counter()
-    ckpt = train(config, out=path)
+    if path.exists():
+        ckpt = load_checkpoint(path)
+        if ckpt.step >= config.steps:
+            return analyze(ckpt), None
+        ckpt = resume(path)  # an interrupted run (Ctrl-C, kill) continues where it stopped
+    else:
+        ckpt = train(config, out=path)
     return analyze(ckpt), time.perf_counter() - start
 
 
@@ -91,7 +95,7 @@ def main() -> None:
 
 def _median(a, site: str) -> float:
     x = a.site_ipr[site].combined
-    return float(x[torch.isfinite(x)].median())
+    return float(torch.quantile(x[torch.isfinite(x)].to(torch.float64), 0.5))
 
 
 def claims(r: dict) -> list[tuple[str, str]]:

@@ -129,7 +129,7 @@ def test_transformer_sigkill_then_resume_ends_bit_identical(tmp_path):
                         str(out))
     deadline = time.monotonic() + 120
     while not out.exists():
-        assert proc.poll() is None, proc.communicate()
+        assert proc.poll() is None, proc.communicate()[1]
         assert time.monotonic() < deadline, "no periodic checkpoint appeared"
         time.sleep(0.005)
     proc.send_signal(signal.SIGKILL)
@@ -137,8 +137,9 @@ def test_transformer_sigkill_then_resume_ends_bit_identical(tmp_path):
     killed_at = load_checkpoint(out).step
     assert 0 < killed_at < 1200, (killed_at, proc.returncode)
     resumed = _cli_process("train", "--resume", str(out), "--quiet")
-    assert resumed.wait(timeout=300) == 0, resumed.communicate()
-    assert whole.wait(timeout=300) == 0, whole.communicate()
+    for child in (resumed, whole):
+        _, err = child.communicate(timeout=300)  # also closes the pipes
+        assert child.returncode == 0, err
     a, b = load_checkpoint(out), load_checkpoint(tmp_path / "whole.pt")
     assert a.step == b.step == 1200
     assert a.history == b.history
