@@ -11,6 +11,11 @@ from .analyze import Analysis as Analysis
 from .analyze import analyze as analyze
 from .batchnorm import BatchNormResult as BatchNormResult
 from .batchnorm import batchnorm_factors as batchnorm_factors
+from .dynamics import Dynamics as Dynamics
+from .dynamics import Event as Event
+from .dynamics import MemorizingFate as MemorizingFate
+from .dynamics import NeuronDynamics as NeuronDynamics
+from .dynamics import training_dynamics as training_dynamics
 from .fourier import FourierResult as FourierResult
 from .fourier import fourier as fourier
 from .frequencies import NeuronFrequencies as NeuronFrequencies

@@ -16,6 +16,7 @@ from ..models.sites import HasNeuronSites, neuron_sites
 from ._common import nan_to_none
 from .accuracy import METRICS, AccuracyResult, accuracies
 from .batchnorm import BatchNormResult, batchnorm_factors
+from .dynamics import Dynamics, dynamics_dict, training_dynamics
 from .fourier import FourierResult, fourier
 from .frequencies import NeuronFrequencies, neuron_frequencies
 from .ipr import IPRResult, ipr_scores
@@ -46,6 +47,9 @@ class Analysis:
             3-layer MLP's "layers.0" and "layers.1" are its input and output layers).
         frequencies: the primary site's neurons' key frequencies from their activations.
         notes: one sentence for each analysis that does not apply to this model.
+        dynamics: when the run memorized, grokked, unlearned and forgot, and its primary
+            neurons across the weight snapshots (`training_dynamics`); None for a model with
+            neither history nor snapshots.
     """
 
     model: nn.Module
@@ -65,6 +69,7 @@ class Analysis:
     site_ipr: dict[str, IPRResult]
     frequencies: NeuronFrequencies
     notes: tuple[str, ...] = ()
+    dynamics: Dynamics | None = None
 
     @property
     def family(self) -> str:
@@ -174,6 +179,10 @@ def analyze(
         site_ipr=site_ipr,
         frequencies=neuron_frequencies(model, dataset, site=primary),
         notes=tuple(notes),
+        dynamics=(training_dynamics(history, snapshots, corrupt_frac=dataset.spec.corrupt_frac,
+                                    p=dataset.p, model=model, op=op,
+                                    threshold=neurons.threshold, site=primary.name)
+                  if history or snapshots else None),
     )
 
 
@@ -246,6 +255,7 @@ def _to_json(a: Analysis) -> dict[str, Any]:
             "periodic_neurons": int(a.frequencies.periodic().sum()),
         },
         "notes": list(a.notes),
+        "dynamics": None if a.dynamics is None else dynamics_dict(a.dynamics),
         "pruning": pruning,
         "pruning_method": a.pruning.method,
         "batchnorm": None
@@ -320,8 +330,32 @@ def _summary(a: Analysis) -> str:
             f"logits     corrupted label beats true label on {_pct(lg.frac_corrupted_wins).strip()}"
             f" of {lg.index.numel()} corrupted examples",
         ]
+    if a.dynamics is not None:
+        lines += ["", *_dynamics_lines(a.dynamics)]
     lines += [f"note       {n}" for n in a.notes]
     return "\n".join(lines)
+
+
+def _dynamics_lines(d: Dynamics) -> list[str]:
+    def at(e: Any) -> str:
+        return "never" if e.step is None else f"step {e.step}"
+
+    delay = "" if d.delay is None else f" ({d.delay:+d} steps)"
+    peak = "" if d.test_peak.value is None else f"; test peak {_pct(d.test_peak.value).strip()}"
+    lines = [f"dynamics   memorized {at(d.memorization)}, grokked {at(d.grokking)}{delay},"
+             f" unlearned {at(d.unlearning)}, forgot {at(d.forgetting)}{peak}"
+             + ("" if d.test_peak.step is None else f" at step {d.test_peak.step}")]
+    n = d.neurons
+    if n is not None:
+        lines.append(f"           periodic {n.site} neurons: "
+                     f"{_pct(n.periodic_fraction[0]).strip()} at step {n.steps[0]} -> "
+                     f"{_pct(n.periodic_fraction[-1]).strip()} at step {n.steps[-1]}")
+        if n.fate is not None:
+            c = n.fate.counts()
+            lines.append(f"           of {c['cohort']} memorizing at step {n.fate.step}:"
+                         f" {c['pruned']} pruned, {c['memorizing']} still memorizing,"
+                         f" {c['periodic']} periodic at step {n.fate.final_step}")
+    return lines
 
 
 def _describe(model: nn.Module) -> str:
