@@ -18,12 +18,12 @@ from mechmem import (
     TrainConfig,
     analyze,
     make_dataset,
+    report,
     train,
 )
-from mechmem.report import render_report, write_report
+from mechmem.report import figures, render_report, write_report
 from mechmem.report._page import script_json
 from mechmem.report._plot import numbers
-from mechmem.report._training import find_stages
 
 HOSTILE_NAME = "</script><script>window.__pwned = 1</script><!-- x"
 HOSTILE_CONFIG = '<img src=x onerror="window.__pwned = 2">'
@@ -70,8 +70,8 @@ def test_every_section_has_its_figure_with_a_caption(run):
     _, analysis, page = run
     figures = figures_of(page)
     expected = {"training-accuracy", "training-loss", "training-norms", "training-ipr",
-                "ipr-histogram", "spectra", "weights-most", "weights-least", "frequencies",
-                "pruning", "logits"}
+                "periodic-neurons", "ipr-histogram", "spectra", "weights-most", "weights-least",
+                "frequencies", "pruning", "logits"}
     assert set(figures) == {f"fig-{k}" for k in expected}
     for key in figures:
         assert re.search(f'<div class="plot" id="{key}"></div><figcaption>[^<]+</figcaption>',
@@ -146,28 +146,87 @@ def test_numbers_round_to_significant_digits_against_python_formatting():
     assert numbers(torch.tensor([[1.23456, math.nan]])) == [[1.235, None]]
 
 
-@pytest.mark.parametrize(
-    ("test_acc", "train_acc", "expected"),
-    [
-        # grokking at step 20, then train falls from its peak between steps 30 and 50
-        ([0.1, 0.2, 0.95, 1.0, 1.0, 1.0], [0.5, 1.0, 1.0, 1.0, 0.8, 0.65],
-         {"grokking": 20.0, "unlearning": (30.0, 50.0), "forgetting": None}),
-        # coexistence: high from the start of the record, no fall
-        ([0.95, 0.98, 0.99], [0.97, 0.98, 0.98],
-         {"grokking": None, "unlearning": None, "forgetting": None}),
-        # forgetting: test high at steps 10-20, then lost
-        ([0.2, 0.95, 0.97, 0.3], [0.5, 0.9, 0.85, 0.1],
-         {"grokking": 10.0, "unlearning": (10.0, 30.0), "forgetting": 20.0}),
-        # confusion: never high
-        ([0.1, 0.2, 0.1], [0.1, 0.3, 0.2],
-         {"grokking": None, "unlearning": None, "forgetting": None}),
-    ],
-)
-def test_find_stages(test_acc, train_acc, expected):
-    history = {"step": [10.0 * i for i in range(len(test_acc))], "test_acc": test_acc,
-               "train_acc": train_acc}
-    stages = find_stages(history)
-    assert {k: getattr(stages, k) for k in expected} == expected
+def test_stage_marks_are_the_dynamics_steps(run):
+    _, analysis, page = run
+    d = analysis.dynamics
+    layout = figures_of(page)["fig-training-accuracy"]["layout"]
+    lines = {n["text"]: n["x"] for n in layout["annotations"] if n["text"] != "unlearning"}
+    expected = {name: e.step for name, e in (("memorization", d.memorization),
+                                             ("grokking", d.grokking),
+                                             ("forgetting", d.forgetting)) if e.step is not None}
+    assert lines == expected and "memorization" in lines
+    bands = [s for s in layout["shapes"] if s["type"] == "rect"]
+    if d.unlearning.step is None:
+        assert bands == []
+    else:
+        assert (bands[0]["x0"], bands[0]["x1"]) == (d.train_peak.step, d.unlearning.step)
+
+
+def test_periodic_neurons_figure_is_the_dynamics_fraction(run):
+    _, analysis, page = run
+    trace = figures_of(page)["fig-periodic-neurons"]["data"][0]
+    n = analysis.dynamics.neurons
+    assert trace["x"] == list(n.steps) == [0, 100, 200, 300]
+    assert trace["y"] == pytest.approx(list(n.periodic_fraction), abs=1e-4)
+
+
+# Each public figure function and the page key of the figure it draws.
+FIGURE_FUNCTIONS = {
+    "training-accuracy": "accuracy_figure", "training-loss": "loss_figure",
+    "training-norms": "norms_figure", "training-ipr": "ipr_curve_figure",
+    "periodic-neurons": "periodic_fraction_figure", "ipr-histogram": "ipr_histogram_figure",
+    "spectra": "spectra_figure", "weights-most": "most_periodic_figure",
+    "weights-least": "least_periodic_figure", "frequencies": "frequency_figure",
+    "site-ipr": "site_ipr_figure", "pruning": "pruning_figure",
+    "batchnorm": "batchnorm_figure", "logits": "logits_figure",
+}
+
+
+def test_the_page_draws_exactly_the_figures_of_the_python_functions(run):
+    _, analysis, page = run
+    on_page = figures_of(page)
+    figs = figures(analysis)
+    assert {f"fig-{k}" for k in figs} == set(on_page)
+    for key, fig in figs.items():
+        assert isinstance(fig, go.Figure)
+        # JSON round trip: the page's block holds exactly what the function returned
+        assert json.loads(json.dumps(fig.to_plotly_json())) == on_page[f"fig-{key}"], key
+        one = getattr(report, FIGURE_FUNCTIONS[key])(analysis)
+        assert one.to_plotly_json() == fig.to_plotly_json(), key
+
+
+def test_a_figure_that_does_not_apply_says_why(run):
+    _, analysis, _ = run
+    assert set(figures(analysis)) == set(FIGURE_FUNCTIONS) - {"site-ipr", "batchnorm"}
+    with pytest.raises(ValueError, match="no BatchNorm layer"):
+        report.batchnorm_figure(analysis)
+    with pytest.raises(ValueError, match="one neuron site"):
+        report.site_ipr_figure(analysis)
+    ds = make_dataset(DatasetSpec(p=23, train_frac=0.6, corrupt_frac=0.2, seed=1))
+    bare = analyze(HookedMLP(MLPConfig(p=23, width=16), seed=1), ds)
+    for name in ("accuracy_figure", "loss_figure", "norms_figure", "ipr_curve_figure",
+                 "periodic_fraction_figure"):
+        with pytest.raises(ValueError, match="no training history"):
+            getattr(report, name)(bare)
+    assert not any(k.startswith(("training", "periodic")) for k in figures(bare))
+
+
+def test_a_figure_restyled_in_python_leaves_the_page_alone(run):
+    _, analysis, page = run
+    fig = report.pruning_figure(analysis)
+    fig.update_layout(height=900, title_text="mine").update_traces(line_width=5)
+    assert fig.layout.height == 900 and fig.data[0].line.width == 5
+    assert report.pruning_figure(analysis).layout.height == 400  # a fresh figure each call
+    assert render_report(analysis) == page
+
+
+def test_neuron_weights_figure_draws_the_chosen_neurons(run):
+    _, analysis, _ = run
+    fig = report.neuron_weights_figure(analysis, [5, 7])
+    names = {t.name.split(" (")[0] for t in fig.data}
+    assert names == {"neuron 5", "neuron 7"} and len(fig.data) == 2 * 3  # U, V, W each
+    with pytest.raises(ValueError, match=r"indices in \[0, 64\), got \[64\]"):
+        report.neuron_weights_figure(analysis, [64])
 
 
 def test_model_built_in_python_has_no_history_and_says_so():

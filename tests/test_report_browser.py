@@ -113,7 +113,7 @@ class Visit:
 
 def test_trained_report_renders_every_figure_offline(browser, reports):
     visit = Visit(browser, reports[0])
-    assert visit.n_figures == 11
+    assert visit.n_figures == 12
     page = visit.page
     # Each figure has a real plot area with drawn traces, not just an empty frame.
     drawn = page.evaluate("""() => Array.from(document.querySelectorAll("div.plot")).map(
@@ -159,8 +159,9 @@ def test_model_with_dead_neurons_renders_without_errors(browser, reports):
 def test_transformer_report_draws_what_applies_and_says_what_does_not(browser, reports):
     visit = Visit(browser, reports[3])
     page = visit.page
-    # training (4), IPR histogram, key frequencies, embedding IPR, pruning, logits
-    assert visit.n_figures == 9
+    # training (4), periodic neurons, IPR histogram, key frequencies, embedding IPR, pruning,
+    # logits
+    assert visit.n_figures == 10
     assert page.locator("#fig-site-ipr svg.main-svg").count() > 0
     assert page.locator("#fig-frequencies svg.main-svg").count() > 0
     missing = page.locator("p.missing").all_inner_texts()

@@ -1,6 +1,7 @@
 """Report figures about single neurons: Fourier spectra, the weights of the most and least
 periodic neurons, neurons per dominant frequency, and BatchNorm gain against IPR."""
 
+from collections.abc import Sequence
 from typing import Any
 
 import torch
@@ -116,23 +117,38 @@ def _no_weights(analysis: Any) -> str:
             "reads each neuron's key frequency from its activations instead.")
 
 
-def extreme_weights_panels(analysis: Any) -> list[Panel]:
-    """Weight vectors of the most and the least periodic live neurons."""
+def _live_by_ipr(analysis: Any) -> list[int] | str:
+    """Live neurons from the most to the least periodic, or why no weights can be shown."""
     if analysis.fourier is None:
-        return [Panel("weights-most", "The most and least periodic neurons",
-                      "The weights of the most and least periodic neurons.",
-                      note=_no_weights(analysis))]
+        return _no_weights(analysis)
     combined = analysis.ipr.combined
     live = [int(k) for k in analysis.ipr.ranking(descending=True)
             if torch.isfinite(combined[k])]
-    if not live:
-        return [Panel("weights-most", "The most and least periodic neurons",
-                      "The weights of the most and least periodic neurons.",
-                      note="Every neuron is dead (zero or non-finite weights): no weights to "
-                           "show.")]
+    return live or "Every neuron is dead (zero or non-finite weights): no weights to show."
+
+
+def extreme_weights_panel(analysis: Any, which: str) -> Panel:
+    """Weight vectors of the `_N_EXTREME` "most" or "least" periodic live neurons."""
+    key, label = ("weights-most", "most periodic") if which == "most" else (
+        "weights-least", "least periodic")
+    live = _live_by_ipr(analysis)
+    if isinstance(live, str):
+        return Panel(key, f"The {label} neurons", f"The weights of the {label} neurons.",
+                     note=live)
     n = min(_N_EXTREME, len(live))
-    return [_weights_panel(analysis, live[:n], "weights-most", "most periodic"),
-            _weights_panel(analysis, live[::-1][:n], "weights-least", "least periodic")]
+    return _weights_panel(analysis, live[:n] if which == "most" else live[::-1][:n], key, label)
+
+
+def neuron_weights_panel(analysis: Any, neurons: Sequence[int]) -> Panel:
+    """Weight vectors of the chosen neurons, drawn as the extreme-neuron figures are."""
+    width = int(analysis.ipr.combined.numel())
+    chosen = [int(k) for k in neurons]
+    if not chosen or any(not 0 <= k < width for k in chosen):
+        raise ValueError(f"`neurons` must be indices in [0, {width}), got {list(neurons)}.")
+    if analysis.fourier is None:
+        return Panel("weights", "Neuron weights", "The weights of chosen neurons.",
+                     note=_no_weights(analysis))
+    return _weights_panel(analysis, chosen, "weights", "chosen")
 
 
 def frequency_panel(analysis: Any) -> Panel:
@@ -168,9 +184,9 @@ def frequency_panel(analysis: Any) -> Panel:
     return Panel("frequencies", title, caption, {"data": traces, "layout": layout})
 
 
-def site_ipr_panels(analysis: Any) -> list[Panel]:
+def site_ipr_panel(analysis: Any) -> Panel:
     """Histograms of the IPR at every neuron site other than the primary one (the
-    transformer's embedding dimensions, the 3-layer MLP's input layer); none for a model with
+    transformer's embedding dimensions, the 3-layer MLP's input layer); a note for a model with
     one site."""
     title = "IPR at the other neuron sites"
     others = {k: v for k, v in analysis.site_ipr.items() if k != analysis.ipr.site}
@@ -179,7 +195,9 @@ def site_ipr_panels(analysis: Any) -> list[Panel]:
                "per column of W_E over the tokens); the 3-layer MLP's input layer is its "
                "first layer's rows.")
     if not others:
-        return []
+        return Panel("site-ipr", title, caption,
+                     note=f"This model has one neuron site ({analysis.ipr.site}): its IPR "
+                          "histogram is the one above.")
     palette = ("#4c72b0", "#dd8452", "#55a868", "#c44e52")
     bins = {"start": 0.0, "end": 1.0 + 1e-9, "size": 0.02}
     traces = []
@@ -191,7 +209,7 @@ def site_ipr_panels(analysis: Any) -> list[Panel]:
     layout = base_layout(340, barmode="overlay",
                          xaxis={"title": {"text": "IPR (rfft, r = 2)"}, "range": [0, 1.02]},
                          yaxis={"title": {"text": "count"}})
-    return [Panel("site-ipr", title, caption, {"data": traces, "layout": layout})]
+    return Panel("site-ipr", title, caption, {"data": traces, "layout": layout})
 
 
 def batchnorm_panel(analysis: Any) -> Panel:

@@ -22,16 +22,9 @@ import plotly.offline
 
 from .. import __version__
 from .._files import check_destination, write_atomically
-from ._effects import logits_panel, pruning_panel
-from ._neurons import (
-    batchnorm_panel,
-    extreme_weights_panels,
-    frequency_panel,
-    site_ipr_panels,
-    spectra_panel,
-)
+from ._figures import PANELS, panel_figure
 from ._plot import ACCURACIES, Panel, percent
-from ._training import ipr_histogram_panel, training_panels
+from ._training import NO_HISTORY
 
 PHASES = {
     "coexistence": ("Coexistence", "it memorized the corrupted labels and generalized at the "
@@ -182,16 +175,29 @@ def summary_html(analysis: Any) -> str:
     )
 
 
+_SECTIONS = (
+    ("training", "Training", ("training-accuracy", "training-loss", "training-norms",
+                              "training-ipr", "periodic-neurons")),
+    ("neurons", "Neurons: periodic or not", ("ipr-histogram", "spectra", "weights-most",
+                                             "weights-least", "frequencies", "site-ipr")),
+    ("effects", "What the neurons do", ("pruning", "batchnorm", "logits")),
+)
+# Left out, rather than replaced by their note, when they cannot be drawn: the panel before
+# already says why (weights-least), or there is nothing to say (a model with one site).
+_QUIET = frozenset({"weights-least", "site-ipr"})
+
+
 def _sections(analysis: Any) -> list[tuple[str, str, list[Panel]]]:
-    return [
-        ("training", "Training", training_panels(analysis.history)),
-        ("neurons", "Neurons: periodic or not",
-         [ipr_histogram_panel(analysis), spectra_panel(analysis),
-          *extreme_weights_panels(analysis), frequency_panel(analysis),
-          *site_ipr_panels(analysis)]),
-        ("effects", "What the neurons do",
-         [pruning_panel(analysis), batchnorm_panel(analysis), logits_panel(analysis)]),
-    ]
+    out = []
+    for key, title, keys in _SECTIONS:
+        if key == "training" and not analysis.history.get("step"):
+            panels = [Panel("training", "Training curves", "Training curves over steps.",
+                            note=NO_HISTORY)]
+        else:
+            panels = [p for p in (PANELS[k](analysis) for k in keys)
+                      if p.figure is not None or p.key not in _QUIET]
+        out.append((key, title, panels))
+    return out
 
 
 def panel_html(panel: Panel) -> str:
@@ -218,8 +224,8 @@ def render_report(analysis: Any) -> str:
         >>> page = render_report(analyze("runs/default.pt"))
     """
     sections = _sections(analysis)
-    figures = {f"fig-{p.key}": p.figure for _, _, panels in sections for p in panels
-               if p.figure is not None}
+    figures = {f"fig-{p.key}": panel_figure(p).to_plotly_json() for _, _, panels in sections
+               for p in panels if p.figure is not None}
     nav = " ".join(f'<a href="#{key}">{escape(title)}</a>' for key, title, _ in sections)
     body = "".join(
         f'<section id="{key}"><h2>{escape(title)}</h2>'

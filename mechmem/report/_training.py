@@ -1,16 +1,15 @@
-"""Report figures over training time: accuracy, loss, weight-norm and IPR curves with the
-grokking and unlearning stages marked, and the IPR histogram at the start and the end."""
+"""Report figures over training time: accuracy, loss, weight-norm and IPR curves with the stages
+that `mechmem.analysis.training_dynamics` found marked, the share of periodic neurons at each
+snapshot, and the IPR histogram at the start and the end."""
 
-import copy
 import math
 from collections.abc import Mapping, Sequence
-from dataclasses import dataclass
 from typing import Any
 
 import numpy as np
 import torch
 
-from ..analysis.ipr import ipr_scores
+from ..analysis.dynamics import Dynamics
 from ._plot import ACCURACIES, CLASS_COLORS, PART_COLORS, Panel, base_layout, numbers, vline
 
 # history key of each accuracy (see the trainer's history record)
@@ -21,24 +20,8 @@ _HISTORY_ACC = {
     "corrupted_memorized": "corrupted_memorized_acc",
     "corrupted_true": "corrupted_true_acc",
 }
-_HIGH = 0.9  # the paper's 90% line between high and low accuracy (PAPER.md, Table 2)
-_FALL = 0.05  # a train-accuracy drop below its peak that counts as unlearning
-
-
-@dataclass(frozen=True)
-class Stages:
-    """Steps where the training dynamics change (None where that stage did not happen).
-
-    Attributes:
-        grokking: first evaluated step with test accuracy >= 90%, if it started below.
-        unlearning: (start, end) steps of the fall of train accuracy from its peak (>= 90%) to
-            within 2 points of its final value, when it fell by at least 5 points.
-        forgetting: last step with test accuracy >= 90% when the run ends below 90%.
-    """
-
-    grokking: float | None = None
-    unlearning: tuple[float, float] | None = None
-    forgetting: float | None = None
+NO_HISTORY = ("This model carries no training history (it was built in Python or trained "
+               "outside mechmem's trainer), so there are no training curves to show.")
 
 
 def _series(history: Mapping[str, Sequence[float]], key: str) -> np.ndarray | None:
@@ -48,50 +31,28 @@ def _series(history: Mapping[str, Sequence[float]], key: str) -> np.ndarray | No
     return np.asarray([float(v) for v in values], dtype=np.float64)
 
 
-def find_stages(history: Mapping[str, Sequence[float]]) -> Stages:
-    """Locate grokking, unlearning and forgetting in a training history (see `Stages`)."""
-    steps = _series(history, "step")
-    test = _series(history, "test_acc")
-    train = _series(history, "train_acc")
-    if steps is None:
-        return Stages()
-    grokking = forgetting = None
-    unlearning = None
-    if test is not None and len(test) == len(steps) and np.isfinite(test).any():
-        high = np.flatnonzero(np.nan_to_num(test, nan=0.0) >= _HIGH)
-        if high.size and high[0] > 0:
-            grokking = float(steps[high[0]])
-        if high.size and np.isfinite(test[-1]) and test[-1] < _HIGH:
-            forgetting = float(steps[high[-1]])
-    if train is not None and len(train) == len(steps) and np.isfinite(train).all():
-        peak, final = float(train.max()), float(train[-1])
-        if peak >= _HIGH and peak - final >= _FALL:
-            start = int(np.flatnonzero(train >= peak - 0.02)[-1])
-            after = np.flatnonzero(train[start:] <= final + 0.02)
-            end = start + int(after[0]) if after.size else len(train) - 1
-            unlearning = (float(steps[start]), float(steps[end]))
-    return Stages(grokking=grokking, unlearning=unlearning, forgetting=forgetting)
-
-
-def _stage_marks(stages: Stages) -> tuple[list[dict], list[dict]]:
+def _stage_marks(dynamics: Dynamics | None) -> tuple[list[dict], list[dict]]:
+    """Lines at memorization, grokking and forgetting and a band from the train-accuracy peak
+    to the unlearning step, each labelled above the plot on its own row."""
     shapes: list[dict] = []
     notes: list[dict] = []
-    if stages.grokking is not None:
-        s, n = vline(stages.grokking, "grokking", "#d62728", row=0)
-        shapes.append(s)
-        notes.append(n)
-    if stages.unlearning is not None:
-        a, b = stages.unlearning
+    if dynamics is None:
+        return shapes, notes
+    for event, label, color, row in ((dynamics.memorization, "memorization", "#1f77b4", 0),
+                                     (dynamics.grokking, "grokking", "#d62728", 1),
+                                     (dynamics.forgetting, "forgetting", "#7f7f7f", 3)):
+        if event.step is not None:
+            s, n = vline(event.step, label, color, row=row)
+            shapes.append(s)
+            notes.append(n)
+    a, b = dynamics.train_peak.step, dynamics.unlearning.step
+    if a is not None and b is not None:
         shapes.append({"type": "rect", "x0": a, "x1": b, "y0": 0, "y1": 1, "xref": "x",
                        "yref": "paper", "fillcolor": "#9467bd", "opacity": 0.12,
                        "line": {"width": 0}, "layer": "below"})
         notes.append({"text": "unlearning", "x": (a + b) / 2, "y": 1.0, "xref": "x",
-                      "yref": "paper", "showarrow": False, "yanchor": "bottom", "yshift": 14,
+                      "yref": "paper", "showarrow": False, "yanchor": "bottom", "yshift": 28,
                       "font": {"size": 11, "color": "#9467bd"}})
-    if stages.forgetting is not None:
-        s, n = vline(stages.forgetting, "forgetting", "#7f7f7f", row=2)
-        shapes.append(s)
-        notes.append(n)
     return shapes, notes
 
 
@@ -108,115 +69,144 @@ def _curves(
     return traces
 
 
-def stage_sentence(stages: Stages) -> str:
-    """The stages found, as a short clause for captions."""
+def stage_sentence(dynamics: Dynamics | None) -> str:
+    """The stages `training_dynamics` found, as a short clause for captions."""
+    if dynamics is None:
+        return "no stage can be found without a training history"
     parts = []
-    if stages.grokking is not None:
-        parts.append(f"test accuracy first reaches 90% at step {stages.grokking:g} (grokking)")
-    if stages.unlearning is not None:
-        a, b = stages.unlearning
-        parts.append(f"train accuracy falls from its peak between steps {a:g} and {b:g}"
-                     " (unlearning of the corrupted labels)")
-    if stages.forgetting is not None:
-        parts.append(f"test accuracy is last above 90% at step {stages.forgetting:g} and then"
-                     " lost (forgetting)")
-    return "; ".join(parts) if parts else "no grokking or unlearning stage shows in this run"
+    if dynamics.memorization.step is not None:
+        parts.append(f"train accuracy first reaches 90% at step {dynamics.memorization.step}"
+                     " (memorization)")
+    if dynamics.grokking.step is not None:
+        parts.append(f"test accuracy first reaches 90% at step {dynamics.grokking.step}"
+                     " (grokking)")
+    if dynamics.unlearning.step is not None and dynamics.train_peak.step is not None:
+        parts.append(f"train accuracy falls from its peak at step {dynamics.train_peak.step} to "
+                     "within one point of 1 - xi + xi/p at step "
+                     f"{dynamics.unlearning.step} (unlearning of the corrupted labels)")
+    if dynamics.forgetting.step is not None:
+        parts.append(f"the weights collapse at step {dynamics.forgetting.step} and test "
+                     "accuracy is lost (forgetting)")
+    return "; ".join(parts) if parts else "no memorization or grokking stage shows in this run"
 
 
-def training_panels(history: Mapping[str, Sequence[float]]) -> list[Panel]:
-    """Accuracy, loss, weight-norm and mean-IPR curves over training steps."""
-    steps_arr = _series(history, "step")
-    if steps_arr is None:
-        return [Panel("training", "Training curves", "Training curves over steps.",
-                      note="This model carries no training history (it was built in Python or "
-                           "trained outside mechmem's trainer), so there are no training "
-                           "curves to show.")]
-    steps = numbers(steps_arr, digits=12)
-    stages = find_stages(history)
-    shapes, notes = _stage_marks(stages)
-
-    def figure(traces: list[dict], ytitle: str, **yaxis: Any) -> dict:
-        layout = base_layout(380, shapes=shapes, annotations=notes,
-                             xaxis={"title": {"text": "step"}},
-                             yaxis={"title": {"text": ytitle}, **yaxis})
-        layout["margin"]["t"] = 60  # room for three rows of stage labels
-        return {"data": traces, "layout": layout}
-
-    acc_lines = [(_HISTORY_ACC[k], label, color) for k, label, color in ACCURACIES]
+def _lines(analysis: Any, which: str) -> list[tuple[str, str, str]]:
+    """(history key, label, colour) of each line of one training figure."""
+    history = analysis.history
     palette = ("#8172b3", "#937860", "#da8bc3", "#8c8c8c", "#ccb974", "#64b5cd")
-    norm_keys = [k for k in history if k.startswith("norm_")] or ["norm_U", "norm_V", "norm_W"]
-    norm_lines = [(k, f"||{k[5:]}||", PART_COLORS.get(k[5:], palette[i % len(palette)]))
-                  for i, k in enumerate(norm_keys)]
+    if which == "accuracy":
+        return [(_HISTORY_ACC[k], label, color) for k, label, color in ACCURACIES]
+    if which == "loss":
+        return [("train_loss", "train loss", "#1f77b4"), ("test_loss", "test loss", "#d62728")]
+    if which == "norms":
+        keys = [k for k in history if k.startswith("norm_")] or ["norm_U", "norm_V", "norm_W"]
+        return [(k, f"||{k[5:]}||", PART_COLORS.get(k[5:], palette[i % len(palette)]))
+                for i, k in enumerate(keys)]
     site_keys = [k for k in history if k.startswith("ipr_") and k != "ipr_mean"]
-    ipr_lines = [("ipr_mean", "mean IPR", "#1b9e77")] + [
+    return [("ipr_mean", "mean IPR", "#1b9e77")] + [
         (k, f"mean IPR at {k[4:]}", palette[i % len(palette)]) for i, k in enumerate(site_keys)]
-    specs = [
-        ("training-accuracy", "Accuracies", acc_lines, "accuracy", {"range": [-0.02, 1.05]},
-         "Each line is one accuracy over training steps (fractions; train is measured against "
-         f"the labels trained on); marked stages: {stage_sentence(stages)}."),
-        ("training-loss", "Losses",
-         [("train_loss", "train loss", "#1f77b4"), ("test_loss", "test loss", "#d62728")],
-         "loss", {"type": "log"},
-         "Train loss (against the labels trained on, corrupted ones included) and test loss "
-         "on a log scale: test loss falls when the network generalizes, and train loss stays "
-         "up when it stops fitting the corrupted labels."),
-        ("training-norms", "Weight norms",
-         norm_lines, "Frobenius norm", {},
-         "Frobenius norms of the weight matrices over training: weight decay holds them "
-         "in check, and a collapse towards zero is what forgetting looks like."),
-        ("training-ipr", "Mean IPR", ipr_lines, "mean IPR",
-         {"rangemode": "tozero"},
-         "The network's mean inverse participation ratio (of its primary neurons, and of its "
-         "other neuron sites where it has them): it rises as neurons become periodic "
-         "(generalizing) and stays low while they memorize."),
-    ]
-    panels = []
-    for key, title, lines, ytitle, yaxis, caption in specs:
-        traces = _curves(steps, history, lines)
-        if traces:
-            panels.append(Panel(key, title, caption, figure(traces, ytitle, **yaxis)))
-        else:
-            names = ", ".join(name for name, _, _ in lines)
-            panels.append(Panel(key, title, caption,
-                                note=f"The training history does not record {names}."))
-    return panels
 
 
-def _snapshot_ipr(analysis: Any, index: int) -> torch.Tensor | None:
-    """Combined per-neuron IPR of the weights in snapshot `index` (at the site the analysis
-    measured), or None if unusable."""
-    snaps = analysis.snapshots
-    model = analysis.model
-    state = model.state_dict()
-    names = [k for k in snaps if k != "step"]
-    if not names:
-        return None
-    try:
-        values = {k: snaps[k][index].detach() for k in names}
-    except (IndexError, TypeError, AttributeError):
-        return None
-    if any(k not in state or tuple(v.shape) != tuple(state[k].shape) for k, v in
-           values.items()):
-        return None
-    snap_model = copy.deepcopy(model).to("cpu")
-    with torch.no_grad():
-        params = dict(snap_model.named_parameters())
-        for k, v in values.items():
-            params[k].copy_(v)
-    return ipr_scores(snap_model, analysis.dataset.spec.op, r=analysis.ipr.r,
-                      convention=analysis.ipr.convention, site=analysis.ipr.site).combined
+def _over_steps(traces: list[dict], dynamics: Dynamics | None, ytitle: str,
+                **yaxis: Any) -> dict:
+    """A figure over training steps with the stages marked."""
+    shapes, notes = _stage_marks(dynamics)
+    layout = base_layout(380, shapes=shapes, annotations=notes,
+                         xaxis={"title": {"text": "step"}},
+                         yaxis={"title": {"text": ytitle}, **yaxis})
+    layout["margin"]["t"] = 74  # room for four rows of stage labels
+    return {"data": traces, "layout": layout}
+
+
+_CURVES = {
+    "accuracy": ("training-accuracy", "Accuracies", "accuracy", {"range": [-0.02, 1.05]}),
+    "loss": ("training-loss", "Losses", "loss", {"type": "log"}),
+    "norms": ("training-norms", "Weight norms", "Frobenius norm", {}),
+    "ipr": ("training-ipr", "Mean IPR", "mean IPR", {"rangemode": "tozero"}),
+}
+
+
+def _curve_caption(analysis: Any, which: str) -> str:
+    if which == "accuracy":
+        return ("Each line is one accuracy over training steps (fractions; train is measured "
+                "against the labels trained on); marked stages: "
+                f"{stage_sentence(analysis.dynamics)}.")
+    if which == "loss":
+        return ("Train loss (against the labels trained on, corrupted ones included) and test "
+                "loss on a log scale: test loss falls when the network generalizes, and train "
+                "loss stays up when it stops fitting the corrupted labels.")
+    if which == "norms":
+        return ("Frobenius norms of the weight matrices over training: weight decay holds "
+                "them in check, and a collapse towards zero is what forgetting looks like.")
+    return ("The network's mean inverse participation ratio (of its primary neurons, and of "
+            "its other neuron sites where it has them): it rises as neurons become periodic "
+            "(generalizing) and stays low while they memorize.")
+
+
+def curve_panel(analysis: Any, which: str) -> Panel:
+    """One figure of the training curves: "accuracy", "loss", "norms" or "ipr" over steps."""
+    key, title, ytitle, yaxis = _CURVES[which]
+    caption = _curve_caption(analysis, which)
+    steps_arr = _series(analysis.history, "step")
+    if steps_arr is None:
+        return Panel(key, title, caption, note=NO_HISTORY)
+    steps = numbers(steps_arr, digits=12)
+    lines = _lines(analysis, which)
+    traces = []
+    for hkey, label, color in lines:
+        values = _series(analysis.history, hkey)
+        if values is None or len(values) != len(steps):
+            continue
+        traces.append({"type": "scatter", "mode": "lines", "name": label, "x": steps,
+                       "y": numbers(values), "line": {"color": color, "width": 2}})
+    if not traces:
+        names = ", ".join(name for name, _, _ in lines)
+        return Panel(key, title, caption, note=f"The training history does not record {names}.")
+    return Panel(key, title, caption, _over_steps(traces, analysis.dynamics, ytitle, **yaxis))
+
+
+def periodic_panel(analysis: Any) -> Panel:
+    """The share of periodic neurons at each weight snapshot (`Dynamics.neurons`)."""
+    title = "Periodic neurons over training"
+    d = analysis.dynamics
+    n = None if d is None else d.neurons
+    caption = "The share of periodic neurons at each weight snapshot."
+    if n is None:
+        why = NO_HISTORY if d is None else d.neurons_reason
+        return Panel("periodic-neurons", title, caption,
+                     note=f"No per-neuron record over training: {why}")
+    traces = [{"type": "scatter", "mode": "lines+markers", "name": "periodic neurons",
+               "x": list(n.steps), "y": numbers(n.periodic_fraction),
+               "line": {"color": CLASS_COLORS["generalizing"], "width": 2},
+               "hovertemplate": "step %{x}: %{y:.1%} periodic<extra></extra>"}]
+    fate = n.fate
+    if fate is None:
+        story = f"The fate of the memorizing neurons is not followed: {n.fate_reason}"
+    else:
+        c = fate.counts()
+        story = (f"Of the {c['cohort']} neurons memorizing at step {fate.step} (the first "
+                 f"snapshot once train accuracy reached 90%), by step {fate.final_step} "
+                 f"{c['pruned']} were pruned away by weight decay, {c['memorizing']} still "
+                 f"memorize and {c['periodic']} became periodic.")
+    caption = (f"The share of the {n.site} neurons whose IPR is at or above the threshold "
+               f"{n.threshold:.3g} at each weight snapshot: it rises as the network builds "
+               f"its periodic, generalizing circuit. {story}")
+    figure = _over_steps(traces, d, "share of neurons periodic",
+                         range=[-0.02, 1.05], tickformat=".0%")
+    return Panel("periodic-neurons", title, caption, figure)
 
 
 def _first_snapshot(analysis: Any) -> tuple[torch.Tensor, float] | None:
-    steps = analysis.snapshots.get("step") if analysis.snapshots else None
-    if steps is None or len(steps) == 0:
+    """The per-neuron IPR at the first weight snapshot and its step, when it shows more than
+    the end does."""
+    d = analysis.dynamics
+    n = None if d is None else d.neurons
+    if n is None or n.site != analysis.ipr.site:
         return None
-    first = float(steps[0])
     final = analysis.history.get("step", [])
-    if len(steps) == 1 and final and first >= float(final[-1]):
+    if len(n.steps) == 1 and final and n.steps[0] >= float(final[-1]):
         return None  # a single snapshot at the end shows nothing the end histogram does not
-    values = _snapshot_ipr(analysis, 0)
-    return None if values is None else (values, first)
+    return n.ipr[0], float(n.steps[0])
 
 
 def ipr_histogram_panel(analysis: Any) -> Panel:
