@@ -29,6 +29,7 @@ from typing import Any
 import torch
 from torch import Tensor
 
+from ._display import checkpoint_html, checkpoint_repr
 from ._files import check_destination, write_atomically
 from .data import ModularDataset
 from .models.families import build_model, family_of, model_config
@@ -84,6 +85,13 @@ class Checkpoint:
     def family(self) -> str:
         """The model family: "mlp", "mlp3" or "transformer"."""
         return family_of(self.model)
+
+    def __repr__(self) -> str:
+        return checkpoint_repr(self)
+
+    def _repr_html_(self) -> str:
+        """Jupyter's display: a small table of the headline facts (escaped, no scripts)."""
+        return checkpoint_html(self)
 
     def to_dict(self) -> dict[str, Any]:
         """The plain dict that `save_checkpoint` writes."""

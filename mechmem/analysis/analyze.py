@@ -9,6 +9,7 @@ from typing import Any
 
 from torch import Tensor, nn
 
+from .._display import analysis_html, analysis_repr
 from ..checkpoint import Checkpoint, load_checkpoint
 from ..data import ModularDataset
 from ..models.families import family_of
@@ -74,6 +75,13 @@ class Analysis:
     @property
     def family(self) -> str:
         return family_of(self.model)
+
+    def __repr__(self) -> str:
+        return analysis_repr(self)
+
+    def _repr_html_(self) -> str:
+        """Jupyter's display: a small table of the headline facts (escaped, no scripts)."""
+        return analysis_html(self)
 
     def summary(self) -> str:
         """A readable text table of the headline numbers."""

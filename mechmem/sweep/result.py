@@ -9,6 +9,7 @@ from typing import Any
 
 import numpy as np
 
+from .._display import sweep_html
 from ..checkpoint import Checkpoint
 from ..data import make_dataset
 from ..models.families import build_model
@@ -99,6 +100,10 @@ class SweepResult:
         counts = ", ".join(f"{k} {v}" for k, v in self.phase_counts().items())
         return (f"SweepResult({str(self.path)!r}: {len(self.cells)}/{self.n_cells} cells"
                 f"{'; ' + counts if counts else ''})")
+
+    def _repr_html_(self) -> str:
+        """Jupyter's display: a small table of the sweep (escaped, no scripts)."""
+        return sweep_html(self)
 
     def find(self, **settings: Any) -> list[dict[str, Any]]:
         """Every finished cell whose config has these settings (TrainConfig field=value)."""
