@@ -21,6 +21,7 @@ from jaxtyping import Bool, Float
 from torch import Tensor, nn
 
 from ..models.sites import NeuronSite, find_site
+from ._common import single_thread
 from .ipr import ipr_scores
 from .neurons import classify_neurons
 from .phase import HIGH
@@ -249,15 +250,16 @@ def _neurons(
     steps = tuple(int(s) for s in snapshots["step"])
     tensors = dict(snap.named_parameters()) | dict(snap.named_buffers())
     iprs, norms, last = [], [], None
-    for i in range(len(steps)):
-        with torch.no_grad():
-            for k in names:
-                tensors[k].copy_(snapshots[k][i])
-        last = ipr_scores(snap, op, r=r, convention=convention, site=site_name)
-        iprs.append(last.combined)
-        parts = find_site(snap, site_name).parts
-        norms.append(sum(x.detach().cpu().to(torch.float64).square().sum(-1) for x in parts)
-                     .sqrt())
+    with single_thread():  # many small tensor ops: a second thread only adds barriers
+        for i in range(len(steps)):
+            with torch.no_grad():
+                for k in names:
+                    tensors[k].copy_(snapshots[k][i])
+            last = ipr_scores(snap, op, r=r, convention=convention, site=site_name)
+            iprs.append(last.combined)
+            parts = find_site(snap, site_name).parts
+            norms.append(sum(x.detach().cpu().to(torch.float64).square().sum(-1)
+                             for x in parts).sqrt())
     ipr, norm = torch.stack(iprs), torch.stack(norms)
     cut = classify_neurons(last).threshold if threshold is None else float(threshold)
     periodic = torch.nan_to_num(ipr, nan=-math.inf) >= cut  # dead neurons are never periodic

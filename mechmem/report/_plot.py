@@ -1,9 +1,8 @@
-"""Plain-dict plotly figures: the shared pieces (panels, numbers, colours, layouts) of the report.
+"""The shared pieces of the report's figures: panels, numbers, colours, layouts.
 
-Figures are built as plain `{"data": [...], "layout": {...}}` dicts rather than
-`plotly.graph_objects` objects: the page only needs their JSON, and skipping plotly's per-property
-validation keeps a width-500 report fast. The tests validate every figure with
-`plotly.graph_objects.Figure` so that a misspelt property still fails.
+Panel builders write each figure as a plain `{"data": [...], "layout": {...}}` spec, which
+`_figures.panel_figure` turns into a validated `plotly.graph_objects.Figure` (a misspelt
+property fails there), for Python and for the page alike.
 """
 
 import math
