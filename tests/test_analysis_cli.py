@@ -136,3 +136,5 @@ def test_analyze_a_checkpoint_written_by_the_trainer(tmp_path, capsys):
     assert main(["analyze", str(tmp_path / "run.pt"), "--json"]) == 0
     d = json.loads(capsys.readouterr().out)
     assert d["config"]["betas"] == [0.9, 0.98] and d["config"]["steps"] == 60
+    assert d["dynamics"]["neurons"]["steps"] == [0, 30, 60]
+    assert d["dynamics"]["test_peak"]["value"] == max(ckpt.history["test_acc"])
