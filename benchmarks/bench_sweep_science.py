@@ -77,24 +77,11 @@ def claims(result) -> list[tuple[str, str, bool]]:
 
 
 def write_image(result, path: Path) -> None:
-    from playwright.sync_api import sync_playwright
+    from _browser import figure_pngs
 
     from mechmem.report import phase_diagram_figure
 
-    fig = phase_diagram_figure(result)
-    html = fig.to_html(include_plotlyjs=True, full_html=True)
-    tmp = path.with_suffix(".tmp.html")
-    tmp.write_text(html)
-    try:
-        with sync_playwright() as pw:
-            browser = pw.chromium.launch(executable_path="/usr/bin/chromium")
-            page = browser.new_page(viewport={"width": 1100, "height": 520})
-            page.goto(tmp.resolve().as_uri())
-            page.wait_for_selector(".main-svg")
-            page.screenshot(path=str(path), full_page=True)
-            browser.close()
-    finally:
-        tmp.unlink(missing_ok=True)
+    figure_pngs({path: phase_diagram_figure(result)}, width=1100)
     print(f"wrote {path}")
 
 

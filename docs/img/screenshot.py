@@ -8,15 +8,14 @@ decay 5 (alpha 0.5, xi 0.35, 1000 steps; about a minute on 2 CPU cores).
 """
 
 import argparse
+import sys
 import tempfile
 from pathlib import Path
 
-from playwright.sync_api import sync_playwright
-
 from mechmem import TrainConfig, analyze, train
 
-LAUNCH_ARGS = ["--headless", "--no-sandbox", "--disable-gpu", "--no-first-run",
-               "--disable-background-networking"]
+sys.path.insert(0, str(Path(__file__).resolve().parents[2] / "benchmarks"))
+from _browser import screenshot_pages  # noqa: E402  (benchmarks/_browser.py)
 
 
 def main() -> None:
@@ -34,15 +33,8 @@ def main() -> None:
         else:
             source = args.checkpoint
         page_path = analyze(source).to_html(Path(tmp) / "report.html")
-        with sync_playwright() as p:
-            browser = p.chromium.launch(executable_path="/usr/bin/chromium", args=LAUNCH_ARGS)
-            page = browser.new_page(viewport={"width": args.width, "height": 900})
-            page.route("**/*", lambda r: r.continue_() if r.request.url.startswith("file://")
-                       else r.abort())
-            page.goto(page_path.resolve().as_uri())
-            page.wait_for_timeout(3000)  # let plotly draw every figure
-            page.screenshot(path=str(args.out), full_page=True)
-            browser.close()
+        # 3 s more: let plotly draw every figure, not only the first
+        screenshot_pages([(page_path, args.out)], width=args.width, wait_ms=3000)
     print(f"wrote {args.out}")
 
 

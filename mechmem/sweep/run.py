@@ -7,8 +7,8 @@ from pathlib import Path
 from typing import Any
 
 import torch
-from tqdm.auto import tqdm
 
+from .._progress import progress_bar
 from .._signals import signals_as_flag
 from ..train.config import TrainConfig
 from ..train.group import resolve_device
@@ -143,8 +143,9 @@ def sweep(
                  if not weights_path(folder, ch.index).is_file()}
     pending = [ch for ch in chunks if not all(ids[i] in done for i in ch.cells)]
     finished = [i for i, cid in enumerate(ids) if cid in done]
-    bar = tqdm(total=sum(c.steps for c in cells), initial=sum(cells[i].steps for i in finished),
-               disable=not progress, unit="model-step", unit_scale=True, dynamic_ncols=True)
+    bar = progress_bar(total=sum(c.steps for c in cells),
+                       initial=sum(cells[i].steps for i in finished), disable=not progress,
+                       unit="model-step", unit_scale=True, dynamic_ncols=True)
     n_done = [len(finished)]
     bar.set_postfix(cells=f"{n_done[0]}/{len(cells)}", refresh=False)
 

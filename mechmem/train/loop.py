@@ -18,9 +18,9 @@ from pathlib import Path
 from typing import Any
 
 import torch
-from tqdm.auto import tqdm
 
 from .._files import check_destination
+from .._progress import progress_bar
 from .._signals import signals_as_flag
 from ..checkpoint import Checkpoint, load_checkpoint, save_checkpoint
 from ..data import ModularDataset, make_dataset
@@ -187,8 +187,8 @@ def _train(run: _Run, progress: bool) -> Checkpoint:
     if run.optimizer is not None:
         group.load_optimizer_state([run.optimizer])
     start, steps, snap_every = run.start, config.steps, config.snapshot_every
-    bar = tqdm(total=steps, initial=start, disable=not progress, unit="step",
-               dynamic_ncols=True, leave=True)
+    bar = progress_bar(total=steps, initial=start, disable=not progress, unit="step",
+                       dynamic_ncols=True, leave=True)
     try:
         with signals_as_flag([signal.SIGINT, signal.SIGTERM]) as interrupted:
             for s in range(start, steps + 1):
