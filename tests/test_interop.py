@@ -75,3 +75,27 @@ def test_converters_without_transformer_lens_say_how_to_install(monkeypatch):
     model = HookedTransformer(TransformerConfig(p=7, d_model=8, n_heads=2, d_mlp=8))
     with pytest.raises(ImportError, match=r'pip install "mechmem\[tl\]"'):
         to_transformer_lens(model)
+
+
+def test_transformer_lens_4_is_told_apart(monkeypatch):
+    # TransformerLens 4 raises ImportError for its removed names, even under getattr(..., None).
+    import types
+
+    from mechmem.interop import is_transformer_lens_model, to_transformer_lens
+
+    four = types.ModuleType("transformer_lens")
+    four.__version__ = "4.3.0"
+
+    def removed(name):
+        raise ImportError(f"{name!r} was removed in TransformerLens 4.0.")
+
+    four.__getattr__ = removed
+    monkeypatch.setitem(sys.modules, "transformer_lens", four)
+    model = HookedMLP(MLPConfig(p=7, width=8))
+    assert not is_transformer_lens_model(model)
+    analyze(model, make_dataset(p=7, train_frac=0.5))  # analysis is unaffected
+    from mechmem import HookedTransformer, TransformerConfig
+
+    with pytest.raises(ImportError, match="needs TransformerLens 3.x.*this is 4.3.0"):
+        to_transformer_lens(HookedTransformer(TransformerConfig(p=7, d_model=8, n_heads=2,
+                                                                d_mlp=8)))

@@ -26,7 +26,10 @@ def is_transformer_lens_model(obj: object) -> bool:
     """Whether `obj` is a TransformerLens `HookedTransformer` (never imports transformer_lens:
     an object of it exists only once the package is imported)."""
     tl = sys.modules.get("transformer_lens")
-    cls = getattr(tl, "HookedTransformer", None) if tl is not None else None
+    try:
+        cls = getattr(tl, "HookedTransformer", None) if tl is not None else None
+    except ImportError:  # TransformerLens 4 raises it for its removed HookedTransformer
+        return False
     return isinstance(cls, type) and isinstance(obj, cls)
 
 

@@ -28,6 +28,12 @@ def transformer_lens() -> Any:
         import transformer_lens
     except ImportError:
         raise ImportError(f"This needs the transformer-lens package: {_INSTALL}.") from None
+    try:
+        transformer_lens.HookedTransformer  # noqa: B018  (removed in 4.0: ImportError)
+    except (ImportError, AttributeError):
+        version = getattr(transformer_lens, "__version__", "a version without it")
+        raise ImportError(f"mechmem.interop needs TransformerLens 3.x, which has "
+                          f"HookedTransformer; this is {version}: {_INSTALL}.") from None
     return transformer_lens
 
 
