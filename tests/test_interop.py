@@ -99,3 +99,12 @@ def test_transformer_lens_4_is_told_apart(monkeypatch):
     with pytest.raises(ImportError, match="needs TransformerLens 3.x.*this is 4.3.0"):
         to_transformer_lens(HookedTransformer(TransformerConfig(p=7, d_model=8, n_heads=2,
                                                                 d_mlp=8)))
+
+
+def test_the_cli_needs_no_import_of_transformer_lens_for_checkpoints():
+    code = ("import sys\nfrom mechmem.cli import main\n"
+            "rc = main(['analyze', 'tests/data/checkpoint_v1.pt', '--json'])\n"
+            "assert 'transformer_lens' not in sys.modules\nsys.exit(rc)\n")
+    proc = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True,
+                          timeout=300)
+    assert proc.returncode == 0, proc.stderr
