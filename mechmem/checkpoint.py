@@ -182,6 +182,9 @@ def _read(path: Path) -> Any:
 
 
 def _describe_foreign(obj: Any) -> str:
+    if isinstance(obj, Mapping) and isinstance(obj.get("model"), Mapping) and "config" in obj:
+        return ("it looks like a TransformerLens model file: open it with "
+                "mechmem.interop.load_transformer_lens (mechmem analyze and report take it too)")
     if isinstance(obj, Mapping) and obj and all(isinstance(v, Tensor) for v in obj.values()):
         return "it looks like a plain state_dict from another tool, not a mechmem checkpoint"
     return f"it holds a {type(obj).__name__} without mechmem's format marker"
@@ -206,8 +209,17 @@ def load_checkpoint(path: str | os.PathLike) -> Checkpoint:
         raise FileNotFoundError(f"{path}: no such checkpoint file.")
     if path.is_dir():
         raise IsADirectoryError(f"{path}: is a folder, not a checkpoint file.")
-    obj = _read(path)
-    if not isinstance(obj, Mapping) or obj.get("format") != FORMAT:
+    return checkpoint_from_payload(_read(path), path)
+
+
+def is_checkpoint_payload(obj: Any) -> bool:
+    """Whether what a file held carries mechmem's checkpoint format marker."""
+    return isinstance(obj, Mapping) and obj.get("format") == FORMAT
+
+
+def checkpoint_from_payload(obj: Any, path: Path) -> Checkpoint:
+    """The `Checkpoint` from what `path` held (read safely), checked as `load_checkpoint` does."""
+    if not is_checkpoint_payload(obj):
         raise ValueError(f"{path}: not a mechmem checkpoint: {_describe_foreign(obj)}.")
     version = obj.get("version")
     if not isinstance(version, int):
@@ -232,6 +244,9 @@ def _build(obj: Mapping[str, Any], path: Path) -> Checkpoint:
     dataset = ModularDataset.from_dict(obj["dataset"])
     if dataset.p != model_cfg.p:
         raise ValueError(f"dataset p={dataset.p} differs from model p={model_cfg.p}")
+    if dataset.spec.tokens != "operands":
+        raise ValueError(f"dataset tokens {dataset.spec.tokens!r}: mechmem's models read "
+                         "'operands'")
     model = build_model(model_cfg)
     model.load_state_dict(obj["weights"], strict=True)
     model.eval()

@@ -16,6 +16,7 @@ from .seeding import (
     paper_label_generator,
     paper_pair_order,
 )
+from .tokens import check_tokens, model_inputs
 
 OPERATIONS: dict[str, str] = {
     "add": "(a + b) mod p",
@@ -65,6 +66,10 @@ class DatasetSpec:
         corruption: "uniform" draws corrupted labels from all p classes, so about 1/p of them
             keep the true label by chance (the paper's convention); "exclude_true" forces a
             label different from the true one.
+        tokens: how a model reads each pair, one of `mechmem.tokens.TOKEN_FORMATS`:
+            "operands" (mechmem's networks, inputs (batch, 2)) or "equals" (operands then an
+            `=` token of id p, as TransformerLens's grokking demo; inputs (batch, 3)). It changes
+            the model inputs only, never the pairs, split or labels.
     """
 
     # Choice fields are typed `str` and checked in __post_init__, so that a wrong value is a
@@ -76,6 +81,7 @@ class DatasetSpec:
     seed: int = 0
     corruption: str = "uniform"
     seeding: str = "mechmem"
+    tokens: str = "operands"
 
     def __post_init__(self) -> None:
         if self.op not in OPERATIONS:
@@ -97,6 +103,7 @@ class DatasetSpec:
                 f"`corruption` must be 'uniform' or 'exclude_true', got {self.corruption!r}."
             )
         check_seeding(self.seeding)
+        check_tokens(self.tokens)
         total = n_pairs(self.op, self.p)
         if not 1 <= train_size(self) < total:
             raise ValueError(
@@ -105,7 +112,11 @@ class DatasetSpec:
             )
 
     def to_dict(self) -> dict[str, object]:
-        return dataclasses.asdict(self)
+        d = dataclasses.asdict(self)
+        # The default format is left out, so that checkpoints and configs read as before it.
+        if d["tokens"] == "operands":
+            del d["tokens"]
+        return d
 
 
 @dataclass(frozen=True, eq=False)
@@ -163,6 +174,13 @@ class ModularDataset:
         """Training examples whose label differs from the true one (corrupted ones whose random
         label did not land on the truth by chance), aligned with `train_idx`."""
         return self.train_labels != self.train_true_labels
+
+    def model_inputs(
+        self, pairs: Int[Tensor, "batch 2"] | None = None
+    ) -> Int[Tensor, "batch pos"]:
+        """`pairs` (default: every pair of the task) as the model reads them, in the format
+        `spec.tokens` (see `mechmem.tokens.model_inputs`)."""
+        return model_inputs(self.pairs if pairs is None else pairs, self.spec.tokens, p=self.p)
 
     def to_dict(self) -> dict[str, object]:
         """Plain containers and tensors only, as stored in checkpoints."""

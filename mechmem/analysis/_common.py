@@ -43,13 +43,15 @@ def single_thread() -> Iterator[None]:
 
 
 def hidden_activations(
-    model: nn.Module, pairs: Int[Tensor, "pairs 2"], site: str | NeuronSite | None = None
+    model: nn.Module, inputs: Int[Tensor, "pairs pos"], site: str | NeuronSite | None = None
 ) -> tuple[Float[Tensor, "pairs neurons"], Float[Tensor, "pairs p"]]:
     """A neuron site's activations (default: the primary site; for `HookedMLP` what W reads,
-    hook_normed) and the logits, for every pair, in eval mode."""
+    hook_normed) and the logits, for every example, in eval mode.
+
+    `inputs` are the pairs as the model reads them (`ModularDataset.model_inputs`)."""
     s = find_site(model, site)
     with evaluating(model):
-        logits, cache = model.run_with_cache(pairs, names_filter=s.hook)
+        logits, cache = model.run_with_cache(inputs, names_filter=s.hook)
     return s.activations(cache[s.hook]), logits
 
 

@@ -75,8 +75,8 @@ def ablate(
         if dataset is None:
             raise ValueError("Mean ablation needs `dataset=` to take the mean activation over.")
         with evaluating(model):
-            _, cache = model.run_with_cache(dataset.train_pairs.to(model.device),
-                                            names_filter=s.hook)
+            inputs = dataset.model_inputs(dataset.train_pairs)
+            _, cache = model.run_with_cache(inputs.to(model.device), names_filter=s.hook)
         fill = cache[s.hook].mean(0)  # (neurons,) or (pos, neurons)
     else:
         fill = torch.zeros(width, device=model.device)

@@ -79,7 +79,7 @@ def metrics_from_hits(
 def predictions(model: nn.Module, dataset: ModularDataset) -> Int[Tensor, " pairs"]:
     """The model's predicted class for every pair of the task (eval mode; -1 for non-finite)."""
     with evaluating(model):
-        return predict(model(dataset.pairs))
+        return predict(model(dataset.model_inputs()))
 
 
 def accuracies(model: nn.Module, dataset: ModularDataset) -> AccuracyResult:

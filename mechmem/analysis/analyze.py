@@ -10,8 +10,11 @@ from typing import Any
 from torch import Tensor, nn
 
 from .._display import analysis_html, analysis_repr
-from ..checkpoint import Checkpoint, load_checkpoint
+from ..checkpoint import Checkpoint
 from ..data import ModularDataset
+from ..interop._adapter import FAMILY as LENS_FAMILY
+from ..interop._adapter import adapt_model
+from ..interop._files import TransformerLensRun, load_any
 from ..models.families import family_of
 from ..models.sites import HasNeuronSites, neuron_sites
 from ._common import nan_to_none
@@ -74,7 +77,7 @@ class Analysis:
 
     @property
     def family(self) -> str:
-        return family_of(self.model)
+        return _family_name(self.model)
 
     def __repr__(self) -> str:
         return analysis_repr(self)
@@ -99,7 +102,7 @@ class Analysis:
 
 
 def analyze(
-    source: str | os.PathLike | Checkpoint | nn.Module,
+    source: str | os.PathLike | Checkpoint | TransformerLensRun | nn.Module,
     dataset: ModularDataset | None = None,
     *,
     seed: int = 0,
@@ -108,8 +111,10 @@ def analyze(
     """Run every applicable analyzer on a checkpoint file, a `Checkpoint` or a model.
 
     Args:
-        source: a checkpoint path, a loaded `Checkpoint`, or a model built in Python (any of
-            mechmem's families, or any model with `neuron_sites()`).
+        source: a checkpoint path (or a TransformerLens model file, docs/transformer-lens.md),
+            a loaded `Checkpoint` or `TransformerLensRun`, or a model built in Python (any of
+            mechmem's families, a TransformerLens `HookedTransformer`, or any model with
+            `neuron_sites()`).
         dataset: the model's dataset; required for a bare model, not allowed otherwise.
         seed: seed of the random pruning order.
         threshold: a fixed IPR threshold for neuron classes (default: found from the data).
@@ -122,7 +127,20 @@ def analyze(
         >>> print(a.summary())
     """
     if isinstance(source, str | os.PathLike):
-        source = load_checkpoint(source)
+        source = load_any(source)
+    if isinstance(source, TransformerLensRun):
+        if dataset is None and source.dataset is None:
+            raise ValueError(f"{source.path or 'The file'}: holds no dataset or train_indices, "
+                             "so the split is unknown: pass the model's dataset, "
+                             "analyze(run, dataset).")
+        if dataset is not None and source.dataset is not None:
+            raise ValueError("This file carries its dataset: do not pass `dataset` with it.")
+        dataset = dataset if dataset is not None else source.dataset
+        name, history = source.name, dict(source.history)
+        source = source.model
+    else:
+        name, history = "", {}
+    source = adapt_model(source)  # a TransformerLens model: seen through its neuron sites
     if isinstance(source, Checkpoint):
         if dataset is not None:
             raise ValueError("A checkpoint carries its dataset: do not pass `dataset` with it.")
@@ -132,16 +150,22 @@ def analyze(
     elif isinstance(source, HasNeuronSites) and isinstance(source, nn.Module):
         if dataset is None:
             raise ValueError("analyze(model) needs the model's dataset: analyze(model, dataset).")
-        model, train_config, name, history, snapshots = source, None, "", {}, {}
+        model, train_config, snapshots = source, None, {}
     else:
         raise TypeError(
             "analyze() takes a checkpoint path, a Checkpoint or a model with neuron sites "
-            f"(HookedMLP, HookedMLP3, HookedTransformer), got {type(source).__name__}."
+            "(HookedMLP, HookedMLP3, HookedTransformer, TransformerLens's HookedTransformer), "
+            f"got {type(source).__name__}."
         )
     if not isinstance(dataset, ModularDataset):
         raise TypeError(f"`dataset` must be a ModularDataset, got {type(dataset).__name__}.")
     if model.cfg.p != dataset.p:
         raise ValueError(f"Model p={model.cfg.p} does not match dataset p={dataset.p}.")
+    tokens = getattr(model, "tokens", "operands")
+    if dataset.spec.tokens != tokens:
+        raise ValueError(f"The model reads the {tokens!r} token format but the dataset's "
+                         f"tokens are {dataset.spec.tokens!r}: make the dataset with "
+                         f"tokens={tokens!r}.")
     op = dataset.spec.op
     config = (
         dict(train_config)
@@ -198,15 +222,13 @@ def _family_name(model: nn.Module) -> str:
     try:
         return family_of(model)
     except TypeError:
-        return type(model).__name__
+        family = getattr(type(model), "family", None)
+        return family if family == LENS_FAMILY else type(model).__name__
 
 
 def _family(model: nn.Module) -> str:
-    try:
-        return {"mlp": "2-layer MLP", "mlp3": "3-layer MLP",
-                "transformer": "transformer"}[family_of(model)]
-    except TypeError:
-        return type(model).__name__
+    return {"mlp": "2-layer MLP", "mlp3": "3-layer MLP", "transformer": "transformer",
+            LENS_FAMILY: "TransformerLens model"}.get(_family_name(model), type(model).__name__)
 
 
 def _plain(x: Any) -> Any:
@@ -372,4 +394,8 @@ def _describe(model: nn.Module) -> str:
     if family == "transformer":
         return (f"transformer d_model={cfg.d_model} heads={cfg.n_heads} d_mlp={cfg.d_mlp}"
                 f" layers={cfg.n_layers} act={cfg.act} norm={cfg.norm}")
+    if family == LENS_FAMILY:
+        return (f"TransformerLens HookedTransformer d_model={cfg.d_model} heads={cfg.n_heads}"
+                f" d_mlp={cfg.d_mlp} layers={cfg.n_layers} act={cfg.act} norm={cfg.norm}"
+                f" {cfg.attention_dir} tokens={cfg.tokens}")
     return f"{family} width={cfg.width} act={cfg.act} norm={cfg.norm}"

@@ -100,7 +100,7 @@ def neuron_frequencies(
         [1, 2, 3]
     """
     s = find_site(model, site)
-    acts, _ = hidden_activations(model, dataset.pairs.to(model.device), s)
+    acts, _ = hidden_activations(model, dataset.model_inputs().to(model.device), s)
     acts = acts.detach().cpu()
     explained = frequency_power(acts, dataset.pairs, dataset.spec.op, dataset.p)
     finite = torch.isfinite(acts).all(0)

@@ -49,9 +49,9 @@ def corrupted_logits(model: nn.Module, dataset: ModularDataset) -> CorruptedLogi
         >>> res.frac_corrupted_wins
     """
     index = torch.nonzero(dataset.mislabelled).squeeze(1)
-    pairs = dataset.train_pairs[index]
+    inputs = dataset.model_inputs(dataset.train_pairs[index])
     with evaluating(model):
-        logits = model(pairs.to(model.device)).cpu().to(torch.float64)  # (corrupted, p)
+        logits = model(inputs.to(model.device)).cpu().to(torch.float64)  # (corrupted, p)
     lab = dataset.train_labels[index]
     true = dataset.train_true_labels[index]
     at_lab = logits.gather(1, lab[:, None])[:, 0]

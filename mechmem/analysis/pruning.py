@@ -166,14 +166,14 @@ def _fast(
     return hit_true.cpu(), hit_rows.cpu()
 
 
-def _forward(model: nn.Module, pairs: Tensor, order: list[int],
+def _forward(model: nn.Module, inputs: Tensor, order: list[int],
              site: NeuronSite) -> Int[Tensor, "points pairs"]:
     """Predictions after each removal, one forward pass through the ablation hooks per point."""
-    preds = torch.empty(len(order) + 1, pairs.shape[0], dtype=torch.int64)
+    preds = torch.empty(len(order) + 1, inputs.shape[0], dtype=torch.int64)
     with evaluating(model):
         for k in range(len(order) + 1):
             with ablate(model, torch.tensor(order[:k], dtype=torch.long), site=site):
-                preds[k] = predict(model(pairs)).cpu()
+                preds[k] = predict(model(inputs)).cpu()
     return preds
 
 
@@ -219,14 +219,14 @@ def pruning_curves(
         raise ValueError(
             f"IPR result has {ipr.combined.shape[0]} neurons but the model has {width}."
         )
-    pairs = dataset.pairs.to(model.device)
+    inputs = dataset.model_inputs().to(model.device)
     hidden = bias = None
     linear = s.linear and s.output is not None
     if method == "fast" and not linear:
         raise ValueError(f"The logits do not read site {s.name!r} linearly, so the fast "
                          "pruning path does not apply: use method='forward' (or 'auto').")
     if method != "forward" and linear:
-        hidden, logits = hidden_activations(model, pairs, s)
+        hidden, logits = hidden_activations(model, inputs, s)
         readout = s.output
         if s.residual:  # what the other paths give each pair: the logits less this site's part
             bias = logits - hidden @ readout.T
@@ -259,7 +259,7 @@ def pruning_curves(
             hit_label[:, differs] = hit_rows
             metrics = metrics_from_hits(hit_true, hit_label, dataset)
         else:
-            metrics = metrics_from_predictions(_forward(model, pairs, order.tolist(), s),
+            metrics = metrics_from_predictions(_forward(model, inputs, order.tolist(), s),
                                                dataset)
         curves[name] = PruningCurve(order=order, fraction=fraction, **metrics)
     return PruningResult(curves=curves, method=method, seed=seed)

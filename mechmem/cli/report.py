@@ -4,6 +4,7 @@ import argparse
 from pathlib import Path
 
 from .._files import check_destination
+from .analyze import add_trust_flag, load_source
 
 SWEEP_REPORT = "report.html"  # a sweep folder's report, inside the folder
 
@@ -15,12 +16,13 @@ def register(sub: argparse._SubParsersAction) -> None:
                                    "analysis of its network; for a sweep folder (finished or "
                                    "not), its phase diagram and accuracy and IPR heatmaps.")
     p.add_argument("path", metavar="PATH",
-                   help="a .pt checkpoint written by mechmem, or a sweep folder (holding "
-                        "sweep.json) written by mechmem sweep")
+                   help="a .pt checkpoint written by mechmem (or a TransformerLens model "
+                        "file), or a sweep folder (holding sweep.json) written by mechmem sweep")
     p.add_argument("-o", "--out", metavar="OUT.html",
                    help="where to write the report (default: next to the checkpoint, .html; "
                         f"for a sweep folder, {SWEEP_REPORT} inside it)")
     p.add_argument("--force", action="store_true", help="replace an existing report file")
+    add_trust_flag(p)
     p.set_defaults(handler=run)
 
 
@@ -38,7 +40,8 @@ def run(args: argparse.Namespace) -> int:
     from .. import analyze
     from ..report import write_report
 
-    path = write_report(analyze(source), out, overwrite=args.force)
+    analysis = analyze(load_source(str(source), args.trust_pickled_code))
+    path = write_report(analysis, out, overwrite=args.force)
     print(path)
     return 0
 
