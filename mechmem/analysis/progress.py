@@ -156,8 +156,9 @@ def key_frequencies(
     W_E: Float[Tensor, "p d_model"], op: str, *, gap: float = KEY_GAP
 ) -> tuple[tuple[int, ...], Float[Tensor, " freqs"]]:
     """The embedding's key frequencies: sorted by their share of the embedding's non-constant
-    Fourier power, the frequencies above the largest drop between consecutive shares, when
-    that drop is at least a factor `gap` (none otherwise: no frequency stands out).
+    Fourier power, the frequencies above the largest drop between consecutive shares within
+    the top half, when that drop is at least a factor `gap` (none otherwise: no frequency
+    stands out).
 
     Returns:
         (key frequencies ascending, the share of every frequency, index = k).
@@ -171,9 +172,10 @@ def key_frequencies(
     ranked = share[order]
     if ranked.numel() == 1:
         return (int(order[0]),), share
-    # ratio of each share to the next one down; a zero share below a positive one is an
-    # infinite drop
-    drops = ranked[:-1] / ranked[1:].clamp_min(1e-300)
+    # Ratio of each share to the next one down, over the top half only: key frequencies are
+    # a sparse few, and the smallest shares of a sparse spectrum can differ by any factor.
+    top = max(1, ranked.numel() // 2)
+    drops = ranked[:top] / ranked[1:top + 1].clamp_min(1e-300)
     n = int(drops.argmax()) + 1
     if float(drops[n - 1]) < gap:
         return (), share

@@ -15,7 +15,7 @@ import torch
 from jaxtyping import Float
 from torch import Tensor
 
-MIN_FALL = 10.0  # a loss must fall by this factor for a phase to count
+MIN_FALL = 2.0  # a loss must at least halve for a phase to count (MSE moves little)
 _EDGE = 0.1  # phases begin or end 10% of the log fall from either end
 
 
@@ -78,13 +78,13 @@ def nanda_phases(
         return NandaPhases(notes=("A train or test loss is not finite (the run diverged): no "
                                   "phases are located.",))
     s, train, test = curves[0], _log(curves[1]), _log(curves[2])
-    decade = math.log10(min_fall)
+    least = math.log10(min_fall)
     notes = []
 
     cleanup = None
     peak = int(test.argmax())
     hi, lo = float(test[peak]), float(test[peak:].min())
-    if hi - lo >= decade:
+    if hi - lo >= least:
         start = peak + int(torch.nonzero(test[peak:] <= hi - _EDGE * (hi - lo))[0])
         end = start + int(torch.nonzero(test[start:] <= lo + _EDGE * (hi - lo))[0])
         cleanup = (start, end)
@@ -96,7 +96,7 @@ def nanda_phases(
     memorization = None
     upto = cleanup[0] if cleanup is not None else n - 1
     t0, tlo = float(train[0]), float(train[: upto + 1].min())
-    if t0 - tlo >= decade:
+    if t0 - tlo >= least:
         end = int(torch.nonzero(train[: upto + 1] <= tlo + _EDGE * (t0 - tlo))[0])
         memorization = (0, end)
     else:
