@@ -31,6 +31,7 @@ from ._neurons import (
     spectra_panel,
 )
 from ._plot import ACCURACIES, Panel, percent
+from ._progress import progress_panels
 from ._training import ipr_histogram_panel, training_panels
 
 PHASES = {
@@ -184,7 +185,8 @@ def summary_html(analysis: Any) -> str:
 
 def _sections(analysis: Any) -> list[tuple[str, str, list[Panel]]]:
     return [
-        ("training", "Training", training_panels(analysis.history)),
+        ("training", "Training", [*training_panels(analysis.history),
+                                  *progress_panels(analysis)]),
         ("neurons", "Neurons: periodic or not",
          [ipr_histogram_panel(analysis), spectra_panel(analysis),
           *extreme_weights_panels(analysis), frequency_panel(analysis),
