@@ -199,7 +199,9 @@ def test_phases_of_a_grokking_run_follow_the_rule():
     restricted = [1, 1, 1, 0.5, 0.2, 0.1, 0.05, 0.01, 1e-3, 1e-3, 1e-3]
     excluded = [1, 0.1, 1e-3, 0.1, 0.5, 1, 2, 3, 4, 4, 4]
     ph = nanda_phases(*_curves(train, test, restricted, excluded))
-    # train: log fall 0 -> -3 before cleanup, 90% of it (<= -2.7) first at step 20
+    late = nanda_phases(*_curves([1, 0.5, 0.3, 0.1, 0.1, 0.01, 0.01], [1] * 7))
+    assert late.memorization == (0.0, 30.0)  # log fall 0 -> -2, half-way (<= -1) at step 30
+    # train: log fall 0 -> -3 before cleanup, half of it (<= -1.5) first at step 20
     assert ph.memorization == (0.0, 20.0)
     # test: peak 2 at step 20, floor 1e-3; 10% down first at step 70, 90% at step 80
     assert ph.cleanup == (70.0, 80.0)
@@ -218,7 +220,7 @@ def test_phases_that_cannot_be_located_say_why():
     together = nanda_phases(*_curves([1, 1, 0.7, 1e-3, 1e-3], [1, 1, 0.5, 1e-3, 1e-3]))
     assert together.memorization is None and together.cleanup == (20.0, 30.0)
     assert any("before the test loss falls" in n for n in together.notes)
-    overlap = nanda_phases(*_curves([1, 0.1, 0.01, 1e-4, 1e-5], [1, 1, 1, 1e-3, 1e-3]))
+    overlap = nanda_phases(*_curves([1, 1, 1, 1e-4, 1e-5], [1, 1, 1, 1e-3, 1e-3]))
     assert overlap.memorization == (0.0, 30.0) and overlap.cleanup == (30.0, 30.0)
     assert overlap.circuit_formation is None and overlap.excluded_change is None
     assert any("overlap" in n for n in overlap.notes)

@@ -4,7 +4,7 @@ on progress-measure curves by one stated rule.
 All losses are compared on a log scale. The rule (docs/analyzers.md, "Progress measures"):
 cleanup is the fall of the test loss from its peak, from 10% to 90% of the way down in log,
 when it falls by at least `min_fall`; memorization runs from the first snapshot until the train
-loss has made 90% of its log fall to its lowest value before cleanup; circuit formation is what
+loss has made half of its log fall to its lowest value before cleanup; circuit formation is what
 lies between them. Where a phase cannot be located it is None and a note says why.
 """
 
@@ -16,7 +16,9 @@ from jaxtyping import Float
 from torch import Tensor
 
 MIN_FALL = 2.0  # a loss must at least halve for a phase to count (MSE moves little)
-_EDGE = 0.1  # phases begin or end 10% of the log fall from either end
+_EDGE = 0.1  # cleanup begins and ends 10% of the test loss's log fall from either end
+_KNEE = 0.5  # memorization ends half-way down the train loss's log fall: MSE creeps on after
+# the training set is fitted, so a point nearer the bottom lands long after the fit
 
 
 @dataclass(frozen=True)
@@ -24,7 +26,7 @@ class NandaPhases:
     """Nanda et al.'s phases as (first step, last step), each None where not found.
 
     Attributes:
-        memorization: from the first snapshot to the end of the train loss's fall.
+        memorization: from the first snapshot to half-way down the train loss's fall.
         circuit_formation: from the end of memorization to the start of cleanup.
         cleanup: the test loss's fall from its peak (grokking, as the test loss sees it).
         excluded_change: excluded loss at the end of circuit formation over its value at the
@@ -97,7 +99,7 @@ def nanda_phases(
     upto = cleanup[0] if cleanup is not None else n - 1
     t0, tlo = float(train[0]), float(train[: upto + 1].min())
     if t0 - tlo >= least:
-        end = int(torch.nonzero(train[: upto + 1] <= tlo + _EDGE * (t0 - tlo))[0])
+        end = int(torch.nonzero(train[: upto + 1] <= tlo + _KNEE * (t0 - tlo))[0])
         memorization = (0, end)
     else:
         where = "before the test loss falls" if cleanup is not None else "in this run"
