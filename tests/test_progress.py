@@ -338,3 +338,23 @@ def test_the_report_has_the_progress_panel_for_a_transformer(tf_run):
     page = render_report(a)
     assert 'id="fig-progress"' in page and "Progress measures (Nanda et al.)" in page
     assert "restricted loss" in page
+
+
+def test_a_transformer_without_snapshots_has_end_measures_and_a_note_in_the_report():
+    pytest.importorskip("plotly")
+    from mechmem import HookedTransformer, TransformerConfig
+    from mechmem.report import render_report
+
+    model = HookedTransformer(TransformerConfig(p=P, d_model=16, n_heads=2, d_mlp=24), seed=0)
+    a = analyze(model, make_dataset(p=P))
+    assert a.progress is not None and a.progress_curves is None
+    assert a.progress.key_freqs == ()  # a freshly drawn embedding has no key frequency
+    # without key frequencies the restricted logits are the constant alone
+    with torch.no_grad():
+        logits = model.eval()(a.dataset.pairs).double()
+    constant = logits.mean(0, keepdim=True).expand_as(logits)[a.dataset.train_idx]
+    assert a.progress.restricted_loss == pytest.approx(
+        float(loss_value("mse", constant, a.dataset.train_labels)), rel=1e-6)
+    assert a.progress.excluded_loss == pytest.approx(a.progress.train_loss, rel=1e-9)
+    page = render_report(a)
+    assert 'id="missing-progress"' in page and "stored no weight snapshots" in page
