@@ -307,7 +307,8 @@ def test_analyze_transformer_says_what_does_not_apply(tf_ckpt):
     assert "mean" in a.summary() and "at embed" in a.summary()
 
 
-def test_analyze_mlp_has_one_site_and_only_the_batchnorm_note():
+def test_analyze_mlp_has_one_site_and_only_the_batchnorm_and_progress_notes():
     a = analyze(analytic_solution(p=P, width=12), make_dataset(p=P))
     assert set(a.site_ipr) == {"hidden"} and a.fourier is not None
-    assert len(a.notes) == 1 and a.notes[0].startswith("BatchNorm factors")
+    assert len(a.notes) == 2 and a.notes[0].startswith("BatchNorm factors")
+    assert a.notes[1].startswith("Progress measures")

@@ -100,6 +100,21 @@ def test_analyze_a_transformer_lens_model(demo, analysis):
     assert "TransformerLens HookedTransformer d_model=32" in a.summary()
 
 
+def test_progress_measures_of_a_transformer_lens_model(demo, analysis):
+    # Nanda's measures read the demo's own embedding and its last-position logits, in its
+    # cross-entropy; the train loss is checked against the demo's read-out.
+    model, ds, _ = demo
+    m = analysis.progress
+    assert m is not None and m.loss == "ce"
+    with torch.no_grad():
+        logits = model(ds.model_inputs(ds.train_pairs))[:, -1].double()
+    want = torch.nn.functional.cross_entropy(logits, ds.train_labels)
+    assert m.train_loss == pytest.approx(float(want), rel=1e-6)
+    from mechmem.analysis.progress import key_frequencies
+    assert m.key_freqs == key_frequencies(model.W_E.detach()[:P].double(), "add")[0]
+    assert "progress" in analysis.to_json_dict()
+
+
 def test_pruning_fast_path_matches_transformer_lens_hooks(demo, analysis):
     # The fast path (per-neuron logit contributions read off the site) against one forward
     # pass per point through TransformerLens's own hooks.

@@ -159,9 +159,10 @@ def test_model_with_dead_neurons_renders_without_errors(browser, reports):
 def test_transformer_report_draws_what_applies_and_says_what_does_not(browser, reports):
     visit = Visit(browser, reports[3])
     page = visit.page
-    # training (4), periodic neurons, IPR histogram, key frequencies, embedding IPR, pruning,
-    # logits
-    assert visit.n_figures == 10
+    # training (4), periodic neurons, progress measures, IPR histogram, key frequencies,
+    # embedding IPR, pruning, logits
+    assert visit.n_figures == 11
+    assert page.locator("#fig-progress svg.main-svg").count() > 0
     assert page.locator("#fig-site-ipr svg.main-svg").count() > 0
     assert page.locator("#fig-frequencies svg.main-svg").count() > 0
     missing = page.locator("p.missing").all_inner_texts()

@@ -28,6 +28,11 @@ from .neurons import NeuronClasses as NeuronClasses
 from .neurons import classify_neurons as classify_neurons
 from .phase import PhaseResult as PhaseResult
 from .phase import classify_phase as classify_phase
+from .progress import ProgressCurves as ProgressCurves
+from .progress import ProgressMeasures as ProgressMeasures
+from .progress import progress_curves as progress_curves
+from .progress import progress_measures as progress_measures
+from .progress_phases import NandaPhases as NandaPhases
 from .pruning import PruningCurve as PruningCurve
 from .pruning import PruningResult as PruningResult
 from .pruning import pruning_curves as pruning_curves

@@ -27,6 +27,7 @@ from .ipr import IPRResult, ipr_scores
 from .logits import CorruptedLogitsResult, corrupted_logits
 from .neurons import NeuronClasses, classify_neurons
 from .phase import PhaseResult, classify_phase
+from .progress import ProgressCurves, ProgressMeasures, progress_curves, progress_measures
 from .pruning import ORDERS, PruningResult, pruning_curves
 
 
@@ -54,6 +55,10 @@ class Analysis:
         dynamics: when the run memorized, grokked, unlearned and forgot, and its primary
             neurons across the weight snapshots (`training_dynamics`); None for a model with
             neither history nor snapshots.
+        progress: Nanda et al.'s progress measures of the final model (transformers only;
+            None with a note otherwise), in the loss the run was trained with.
+        progress_curves: the same at every snapshot, with Nanda et al.'s phases; None without
+            snapshots.
     """
 
     model: nn.Module
@@ -74,6 +79,8 @@ class Analysis:
     frequencies: NeuronFrequencies
     notes: tuple[str, ...] = ()
     dynamics: Dynamics | None = None
+    progress: ProgressMeasures | None = None
+    progress_curves: ProgressCurves | None = None
 
     @property
     def family(self) -> str:
@@ -193,6 +200,7 @@ def analyze(
         notes.append(f"Weight Fourier phases: no weights map both operands' residues to the "
                      f"{primary.name} neurons and on to the logits in this {_family(model)}, "
                      "so their key frequencies are read from their activations instead.")
+    progress, curves = _progress(model, dataset, snapshots, config, notes)
     return Analysis(
         model=model,
         dataset=dataset,
@@ -215,7 +223,28 @@ def analyze(
                                     p=dataset.p, model=model, op=op,
                                     threshold=neurons.threshold, site=primary.name)
                   if history or snapshots else None),
+        progress=progress,
+        progress_curves=curves,
     )
+
+
+def _progress(
+    model: nn.Module, dataset: ModularDataset, snapshots: Mapping[str, Tensor],
+    config: Mapping[str, Any], notes: list[str],
+) -> tuple[ProgressMeasures | None, ProgressCurves | None]:
+    """Nanda et al.'s progress measures, for transformers (mechmem's and TransformerLens's),
+    in the run's loss (cross-entropy for a TransformerLens model, as its grokking demo trains)."""
+    family = _family_name(model)
+    if family not in ("transformer", LENS_FAMILY):
+        notes.append(f"Progress measures: they read key frequencies from a token embedding, "
+                     f"which this {_family(model)} does not have.")
+        return None, None
+    loss = str(config.get("loss", "ce" if family == LENS_FAMILY else "mse"))
+    progress = progress_measures(model, dataset, loss=loss)
+    if "step" not in snapshots or len(snapshots["step"]) == 0:
+        return progress, None
+    return progress, progress_curves(model, dataset, snapshots, loss=loss,
+                                     key_freqs=progress.key_freqs)
 
 
 def _family_name(model: nn.Module) -> str:
@@ -302,8 +331,30 @@ def _to_json(a: Analysis) -> dict[str, Any]:
             "count": int(a.logits.index.numel()),
             "frac_corrupted_wins": a.logits.frac_corrupted_wins,
         },
+        "progress": _progress_json(a),
     }
     return _plain(out)
+
+
+def _progress_json(a: Analysis) -> dict[str, Any] | None:
+    m, c = a.progress, a.progress_curves
+    if m is None:
+        return None
+    out: dict[str, Any] = {
+        "key_freqs": list(m.key_freqs), "loss": m.loss, "train_loss": m.train_loss,
+        "test_loss": m.test_loss, "restricted_loss": m.restricted_loss,
+        "excluded_loss": m.excluded_loss, "curves": None, "phases": None}
+    if c is not None:
+        out["curves"] = {"steps": c.steps, "train_loss": c.train_loss,
+                         "test_loss": c.test_loss, "restricted_loss": c.restricted_loss,
+                         "excluded_loss": c.excluded_loss,
+                         "unsnapshotted": list(c.unsnapshotted)}
+        ph = c.phases
+        out["phases"] = {"memorization": ph.memorization,
+                         "circuit_formation": ph.circuit_formation, "cleanup": ph.cleanup,
+                         "excluded_change": ph.excluded_change,
+                         "restricted_change": ph.restricted_change, "notes": list(ph.notes)}
+    return out
 
 
 def _pct(x: float) -> str:
@@ -362,6 +413,7 @@ def _summary(a: Analysis) -> str:
         ]
     if a.dynamics is not None:
         lines += ["", *_dynamics_lines(a.dynamics)]
+    lines += _progress_lines(a)
     lines += [f"note       {n}" for n in a.notes]
     return "\n".join(lines)
 
@@ -385,6 +437,23 @@ def _dynamics_lines(d: Dynamics) -> list[str]:
             lines.append(f"           of {c['cohort']} memorizing at step {n.fate.step}:"
                          f" {c['pruned']} pruned, {c['memorizing']} still memorizing,"
                          f" {c['periodic']} periodic at step {n.fate.final_step}")
+    return lines
+
+
+def _progress_lines(a: Analysis) -> list[str]:
+    m = a.progress
+    if m is None:
+        return []
+    freqs = ", ".join(map(str, m.key_freqs)) or "none"
+    lines = ["", f"progress   key frequencies {freqs}; train-set {m.loss} loss {m.train_loss:.3g},"
+             f" restricted {m.restricted_loss:.3g}, excluded {m.excluded_loss:.3g}; test"
+             f" {m.test_loss:.3g}"]
+    if a.progress_curves is not None:
+        ph = a.progress_curves.phases
+        spans = [f"{name} {'n/a' if v is None else f'{v[0]:g}-{v[1]:g}'}" for name, v in
+                 (("memorization", ph.memorization), ("circuit formation",
+                  ph.circuit_formation), ("cleanup", ph.cleanup))]
+        lines.append("           Nanda's phases (steps): " + ", ".join(spans))
     return lines
 
 

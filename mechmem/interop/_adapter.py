@@ -139,6 +139,11 @@ class TransformerLensModel(nn.Module):
     def device(self) -> torch.device:
         return self.model.W_E.device
 
+    @property
+    def W_E(self) -> torch.Tensor:
+        """The wrapped model's token embedding (d_vocab, d_model), `=` row included."""
+        return self.model.W_E
+
     def _check(self, inputs: Tensor) -> None:
         want = n_tokens(self.cfg.tokens)
         if inputs.ndim != 2 or inputs.shape[1] != want:

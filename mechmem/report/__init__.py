@@ -19,6 +19,7 @@ from ._figures import most_periodic_figure as most_periodic_figure
 from ._figures import neuron_weights_figure as neuron_weights_figure
 from ._figures import norms_figure as norms_figure
 from ._figures import periodic_fraction_figure as periodic_fraction_figure
+from ._figures import progress_figure as progress_figure
 from ._figures import pruning_figure as pruning_figure
 from ._figures import site_ipr_figure as site_ipr_figure
 from ._figures import spectra_figure as spectra_figure

@@ -22,6 +22,7 @@ from ._neurons import (
     spectra_panel,
 )
 from ._plot import Panel
+from ._progress import progress_panel
 from ._training import curve_panel, ipr_histogram_panel, periodic_panel
 
 
@@ -76,6 +77,16 @@ def periodic_fraction_figure(analysis: Any) -> go.Figure:
         ValueError: no per-neuron record (no history or no snapshots); the message says which.
     """
     return panel_figure(periodic_panel(analysis))
+
+
+def progress_figure(analysis: Any) -> go.Figure:
+    """Nanda et al.'s progress measures over the weight snapshots (restricted, excluded, train
+    and test loss, log scale), their three phases shaded and mechmem's stages marked.
+
+    Raises:
+        ValueError: not a transformer, or a run without snapshots; the message says which.
+    """
+    return panel_figure(progress_panel(analysis))
 
 
 def ipr_histogram_figure(analysis: Any) -> go.Figure:
@@ -146,6 +157,7 @@ PANELS: dict[str, Callable[[Any], Panel]] = {
     "training-norms": lambda a: curve_panel(a, "norms"),
     "training-ipr": lambda a: curve_panel(a, "ipr"),
     "periodic-neurons": periodic_panel,
+    "progress": progress_panel,
     "ipr-histogram": ipr_histogram_panel,
     "spectra": spectra_panel,
     "weights-most": lambda a: extreme_weights_panel(a, "most"),

@@ -177,7 +177,7 @@ def summary_html(analysis: Any) -> str:
 
 _SECTIONS = (
     ("training", "Training", ("training-accuracy", "training-loss", "training-norms",
-                              "training-ipr", "periodic-neurons")),
+                              "training-ipr", "periodic-neurons", "progress")),
     ("neurons", "Neurons: periodic or not", ("ipr-histogram", "spectra", "weights-most",
                                              "weights-least", "frequencies", "site-ipr")),
     ("effects", "What the neurons do", ("pruning", "batchnorm", "logits")),
@@ -185,6 +185,8 @@ _SECTIONS = (
 # Left out, rather than replaced by their note, when they cannot be drawn: the panel before
 # already says why (weights-least), or there is nothing to say (a model with one site).
 _QUIET = frozenset({"weights-least", "site-ipr"})
+# Left out when the model has none: the summary's notes already say why.
+_ONLY_IF = {"progress": lambda analysis: getattr(analysis, "progress", None) is not None}
 
 
 def _sections(analysis: Any) -> list[tuple[str, str, list[Panel]]]:
@@ -193,8 +195,11 @@ def _sections(analysis: Any) -> list[tuple[str, str, list[Panel]]]:
         if key == "training" and not analysis.history.get("step"):
             panels = [Panel("training", "Training curves", "Training curves over steps.",
                             note=NO_HISTORY)]
+            if _ONLY_IF["progress"](analysis):  # the end measures, known without a history
+                panels.append(PANELS["progress"](analysis))
         else:
-            panels = [p for p in (PANELS[k](analysis) for k in keys)
+            panels = [p for p in (PANELS[k](analysis) for k in keys
+                                  if _ONLY_IF.get(k, lambda _: True)(analysis))
                       if p.figure is not None or p.key not in _QUIET]
         out.append((key, title, panels))
     return out
