@@ -236,6 +236,36 @@ def test_plain_data_files_open_and_analyze(demo, tmp_path, capsys):
         mechmem.analyze(model, ds).accuracy.test)
 
 
+def test_demo_checkpoints_are_snapshots_with_progress_curves(demo, tmp_path, capsys):
+    # The demo's "checkpoints" (state_dicts) at "checkpoint_epochs" become the run's weight
+    # snapshots: the progress measures are drawn over them, each point measured on its weights.
+    model, ds, train_indices = demo
+    with torch.random.fork_rng():
+        torch.manual_seed(5)
+        fresh = _hooked(model.cfg)
+    path = tmp_path / "with-checkpoints.pth"
+    payload = {"model": model.state_dict(), "config": dict(model.cfg.to_dict()),
+               "train_indices": train_indices, "train_losses": [2.0, 1.0],
+               "test_losses": [2.5, 2.4],
+               "checkpoints": [fresh.state_dict(), model.state_dict()],
+               "checkpoint_epochs": [0, 150]}
+    torch.save(payload, path)
+    run = load_transformer_lens(path)
+    assert run.snapshots["step"].tolist() == [0, 150]
+    a = mechmem.analyze(run)
+    curves = a.progress_curves
+    assert curves is not None and curves.steps.tolist() == [0.0, 150.0]
+    assert float(curves.train_loss[-1]) == pytest.approx(a.progress.train_loss, rel=1e-9)
+    with torch.no_grad():
+        logits = fresh.eval()(ds.model_inputs(ds.train_pairs))[:, -1].double()
+    want = torch.nn.functional.cross_entropy(logits, ds.train_labels)
+    assert float(curves.train_loss[0]) == pytest.approx(float(want), rel=1e-6)
+    assert 'id="fig-progress"' in render_report(a)
+    torch.save(dict(payload, checkpoint_epochs=[0]), tmp_path / "bad.pth")
+    assert main(["analyze", str(tmp_path / "bad.pth")]) == 2
+    assert "must be lists of state_dicts and of steps, of one length" in capsys.readouterr().err
+
+
 def test_pickled_transformer_lens_files_are_refused_unless_trusted(demo, tmp_path, capsys):
     model, ds, train_indices = demo
     pickled = _demo_file(tmp_path / "grokking_demo.pth", model, train_indices, model.cfg)

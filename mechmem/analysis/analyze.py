@@ -143,10 +143,10 @@ def analyze(
         if dataset is not None and source.dataset is not None:
             raise ValueError("This file carries its dataset: do not pass `dataset` with it.")
         dataset = dataset if dataset is not None else source.dataset
-        name, history = source.name, dict(source.history)
+        name, history, run_snapshots = source.name, dict(source.history), dict(source.snapshots)
         source = source.model
     else:
-        name, history = "", {}
+        name, history, run_snapshots = "", {}, {}
     source = adapt_model(source)  # a TransformerLens model: seen through its neuron sites
     if isinstance(source, Checkpoint):
         if dataset is not None:
@@ -157,7 +157,7 @@ def analyze(
     elif isinstance(source, HasNeuronSites) and isinstance(source, nn.Module):
         if dataset is None:
             raise ValueError("analyze(model) needs the model's dataset: analyze(model, dataset).")
-        model, train_config, snapshots = source, None, {}
+        model, train_config, snapshots = source, None, run_snapshots
     else:
         raise TypeError(
             "analyze() takes a checkpoint path, a Checkpoint or a model with neuron sites "

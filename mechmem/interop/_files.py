@@ -7,7 +7,8 @@ TransformerLens's grokking demo pickles the `HookedTransformerConfig` object its
 object can run any code, so such a file is refused unless the caller says it trusts it
 (`trust_pickled_code=True`). Optional entries: "dataset" (mechmem's dataset dict: the exact split
 and labels), or the demo's "train_indices" (indices into the row-major a * p + b pairs, addition),
-and its "train_losses" / "test_losses" (one per step), read as the training history.
+its "train_losses" / "test_losses" (one per step), read as the training history, and its
+"checkpoints" (state_dicts) with "checkpoint_epochs" (their steps), read as weight snapshots.
 """
 
 import dataclasses
@@ -52,6 +53,10 @@ class TransformerLensRun:
         dataset: its task and split (from the file's "dataset" or "train_indices"), or None
             where the file records neither.
         history: {"step", "train_loss", "test_loss"} from the file's losses, or empty.
+        snapshots: the file's "checkpoints" at its "checkpoint_epochs", in a checkpoint's
+            snapshot layout ("step", and each parameter stacked over the snapshots, named as
+            in the `TransformerLensModel` that wraps the model: "model." + its state_dict name),
+            or empty.
         name: the file's name without its suffix.
         path: where it was read from.
     """
@@ -59,6 +64,7 @@ class TransformerLensRun:
     model: nn.Module
     dataset: ModularDataset | None
     history: Mapping[str, list[float]] = field(default_factory=dict)
+    snapshots: Mapping[str, Tensor] = field(default_factory=dict)
     name: str = ""
     path: Path | None = None
 
@@ -211,6 +217,31 @@ def _history(obj: Mapping[str, Any]) -> dict[str, list[float]]:
             "test_loss": values[1]}
 
 
+def _snapshots(obj: Mapping[str, Any], model: nn.Module, path: Path) -> dict[str, Tensor]:
+    states, steps = obj.get("checkpoints"), obj.get("checkpoint_epochs")
+    if states is None and steps is None:
+        return {}
+    if (not isinstance(states, list | tuple) or not isinstance(steps, list | tuple | Tensor)
+            or len(states) != len(steps) or not all(isinstance(s, Mapping) for s in states)):
+        raise ValueError(f"{path}: its \"checkpoints\" and \"checkpoint_epochs\" must be lists "
+                         "of state_dicts and of steps, of one length.")
+    if not states:
+        return {}
+    out: dict[str, Tensor] = {"step": torch.as_tensor([int(s) for s in steps], dtype=torch.int64)}
+    for name, param in model.named_parameters():
+        try:
+            stacked = torch.stack([torch.as_tensor(s[name]).detach().to(param.dtype)
+                                   for s in states])
+        except (KeyError, RuntimeError):
+            raise ValueError(f"{path}: a state_dict of its \"checkpoints\" lacks {name!r} or "
+                             f"holds it in another shape than {tuple(param.shape)}.") from None
+        if stacked.shape[1:] != param.shape:
+            raise ValueError(f"{path}: \"checkpoints\" hold {name!r} of shape "
+                             f"{tuple(stacked.shape[1:])}, the model {tuple(param.shape)}.")
+        out["model." + name] = stacked
+    return out
+
+
 def run_from_payload(obj: Mapping[str, Any], path: Path, *, op: str = "add") -> TransformerLensRun:
     """The `TransformerLensRun` of what a TransformerLens-style file held."""
     try:
@@ -231,7 +262,7 @@ def run_from_payload(obj: Mapping[str, Any], path: Path, *, op: str = "add") -> 
     if dataset is not None and dataset.p != lens.p:
         raise ValueError(f"{path}: dataset p={dataset.p} differs from model p={lens.p}.")
     return TransformerLensRun(model=model, dataset=dataset, history=_history(obj),
-                              name=path.stem, path=path)
+                              snapshots=_snapshots(obj, model, path), name=path.stem, path=path)
 
 
 def load_transformer_lens(
