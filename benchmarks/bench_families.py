@@ -2,7 +2,7 @@
 mechmem's 1-layer transformer and 3-layer MLP, trained from the presets, on the CPU.
 
 Runs: the transformer on clean addition, and with corrupted labels at low and high weight decay
-(`transformer-low-wd`, `transformer-high-wd`); the 3-layer MLP at low and high weight
+(`transformer-low-wd`, `transformer-full-inversion`); the 3-layer MLP at low and high weight
 decay (`mlp3-memorization`, `mlp3-inversion`). Prints each run's phase, accuracies and IPR
 (the transformer's per embedding dimension, as the paper's histograms), then the paper's
 statements beside what mechmem measured. Checkpoints are kept in --out: a finished one is reused
@@ -25,7 +25,7 @@ RUNS = {
     "transformer": [
         ("transformer-clean", {"corrupt_frac": 0.0}),
         ("transformer-low-wd", {}),
-        ("transformer-high-wd", {}),
+        ("transformer-full-inversion", {}),
     ],
     "mlp3": [
         ("mlp3-memorization", {}),
@@ -103,14 +103,15 @@ def claims(r: dict) -> list[tuple[str, str]]:
     if "transformer-clean" in r:
         rows.append(("transformer: 100% test accuracy on clean addition",
                      f"test {r['transformer-clean'].accuracy.test:.1%}"))
-    if "transformer-low-wd" in r and "transformer-high-wd" in r:
-        lo, hi = r["transformer-low-wd"], r["transformer-high-wd"]
+    if "transformer-low-wd" in r and "transformer-full-inversion" in r:
+        lo, hi = r["transformer-low-wd"], r["transformer-full-inversion"]
         wd_lo, wd_hi = (x.config["weight_decay"] for x in (lo, hi))
         rows += [
             ("transformer, corrupted labels, low wd: Coexistence",
-             f"wd {wd_lo:g}: {lo.phase.phase}"),
+             f"wd {wd_lo:g}: {lo.phase.phase} (corrupted labels memorized "
+             f"{lo.accuracy.corrupted_memorized:.1%})"),
             ("transformer, corrupted labels, high wd: Full Inversion",
-             f"wd {wd_hi:g}: {hi.phase.phase}"),
+             f"wd {wd_hi:g}: {hi.phase.phase} (memorized {hi.accuracy.corrupted_memorized:.1%})"),
             ("transformer embedding IPR rises with weight decay",
              f"median {_median(lo, 'embed'):.3f} -> {_median(hi, 'embed'):.3f}"),
             ("  Coexistence: about 0.03 to 0.05 (near initialization)",

@@ -101,7 +101,7 @@ def test_preset_fields_can_be_overridden_and_unknown_names_refused():
     assert (c.steps, c.name, c.weight_decay, c.corrupt_frac) == (7, "mine", 1.0, 0.35)
     assert set(PRESETS) == {"coexistence", "partial-inversion", "full-inversion", "forgetting",
                             "batchnorm", "transformer-low-wd",
-                            "transformer-high-wd", "mlp3-memorization", "mlp3-inversion"}
-    assert preset("transformer-high-wd").model == "transformer"
+                            "transformer-full-inversion", "mlp3-memorization", "mlp3-inversion"}
+    assert preset("transformer-full-inversion").model == "transformer"
     with pytest.raises(ValueError, match="Unknown preset 'grok'; choose one of coexistence"):
         preset("grok")
