@@ -2,7 +2,7 @@
 mechmem's 1-layer transformer and 3-layer MLP, trained from the presets, on the CPU.
 
 Runs: the transformer on clean addition, and with corrupted labels at low and high weight decay
-(`transformer-low-wd`, `transformer-full-inversion`); the 3-layer MLP at low and high weight
+(`transformer-coexistence`, `transformer-full-inversion`); the 3-layer MLP at low and high weight
 decay (`mlp3-memorization`, `mlp3-inversion`). Prints each run's phase, accuracies and IPR
 (the transformer's per embedding dimension, as the paper's histograms), then the paper's
 statements beside what mechmem measured. Checkpoints are kept in --out: a finished one is reused
@@ -23,8 +23,8 @@ from mechmem.train import preset, resume, train
 
 RUNS = {
     "transformer": [
-        ("transformer-clean", {"corrupt_frac": 0.0}),
-        ("transformer-low-wd", {}),
+        ("transformer-clean", {"corrupt_frac": 0.0, "steps": 3000}),
+        ("transformer-coexistence", {}),
         ("transformer-full-inversion", {}),
     ],
     "mlp3": [
@@ -35,7 +35,7 @@ RUNS = {
 
 
 def _preset_name(name: str) -> str:
-    return "transformer-low-wd" if name == "transformer-clean" else name
+    return "transformer-coexistence" if name == "transformer-clean" else name
 
 
 def run(name: str, overrides: dict, out: Path):
@@ -103,8 +103,8 @@ def claims(r: dict) -> list[tuple[str, str]]:
     if "transformer-clean" in r:
         rows.append(("transformer: 100% test accuracy on clean addition",
                      f"test {r['transformer-clean'].accuracy.test:.1%}"))
-    if "transformer-low-wd" in r and "transformer-full-inversion" in r:
-        lo, hi = r["transformer-low-wd"], r["transformer-full-inversion"]
+    if "transformer-coexistence" in r and "transformer-full-inversion" in r:
+        lo, hi = r["transformer-coexistence"], r["transformer-full-inversion"]
         wd_lo, wd_hi = (x.config["weight_decay"] for x in (lo, hi))
         rows += [
             ("transformer, corrupted labels, low wd: Coexistence",

@@ -100,7 +100,7 @@ def test_preset_fields_can_be_overridden_and_unknown_names_refused():
     c = preset("full-inversion", steps=7, name="mine", weight_decay=1.0)
     assert (c.steps, c.name, c.weight_decay, c.corrupt_frac) == (7, "mine", 1.0, 0.35)
     assert set(PRESETS) == {"coexistence", "partial-inversion", "full-inversion", "forgetting",
-                            "batchnorm", "transformer-low-wd",
+                            "batchnorm", "transformer-coexistence",
                             "transformer-full-inversion", "mlp3-memorization", "mlp3-inversion"}
     assert preset("transformer-full-inversion").model == "transformer"
     with pytest.raises(ValueError, match="Unknown preset 'grok'; choose one of coexistence"):
