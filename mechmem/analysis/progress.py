@@ -19,8 +19,7 @@ from torch import Tensor, nn
 
 from ..data import ModularDataset, task_coordinates
 from ..interop._adapter import adapt_model
-from ..train.config import LOSSES
-from ..train.metrics import loss_value
+from ..losses import LOSSES, loss_value
 from ._common import evaluating
 from .progress_phases import NandaPhases, nanda_phases
 

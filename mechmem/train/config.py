@@ -6,6 +6,7 @@ from dataclasses import dataclass
 from typing import Any, Literal
 
 from ..data import DatasetSpec
+from ..losses import LOSSES as LOSSES
 from ..models.families import FAMILIES, ModelConfig, check_family, model_config
 from ..seeding import check_seeding
 
@@ -13,7 +14,6 @@ Loss = Literal["mse", "ce"]
 Optimizer = Literal["adamw", "adam", "sgd"]
 Device = Literal["auto", "cpu", "cuda"]
 
-LOSSES = ("mse", "ce")
 OPTIMIZERS = ("adamw", "adam", "sgd")
 DEVICES = ("auto", "cpu", "cuda")
 

@@ -9,6 +9,7 @@ from jaxtyping import Float, Int
 from torch import Tensor, nn
 
 from ..data import ModularDataset
+from ..losses import loss_value as loss_value
 from ..metrics import METRICS, five_accuracies, masked_mean, predict
 from ..models.families import norm_key, weight_names
 from ..models.sites import neuron_sites
@@ -33,22 +34,6 @@ def history_keys(model: nn.Module) -> tuple[str, ...]:
     sites = neuron_sites(model)
     extras = tuple(site_key(s.name) for s in sites[:-1] if s.parts)
     return (*_BASE_KEYS, *norms, "ipr_mean", *extras)
-
-
-def loss_value(
-    loss: str,
-    logits: Float[Tensor, "batch p"],
-    labels: Int[Tensor, " batch"],
-    target: Float[Tensor, "batch p"] | None = None,
-) -> Tensor:
-    """The training objective: MSE against one-hot targets (mean over examples and classes)
-    or cross-entropy (mean over examples); a 0-d tensor. `target`: the one-hot labels, if
-    already built."""
-    if loss == "mse":
-        if target is None:
-            target = F.one_hot(labels, logits.shape[-1]).to(logits.dtype)
-        return F.mse_loss(logits, target)
-    return F.cross_entropy(logits, labels)
 
 
 def row_losses(
