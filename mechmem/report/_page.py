@@ -185,8 +185,12 @@ _SECTIONS = (
 # Left out, rather than replaced by their note, when they cannot be drawn: the panel before
 # already says why (weights-least), or there is nothing to say (a model with one site).
 _QUIET = frozenset({"weights-least", "site-ipr"})
-# Left out when the model has none: the summary's notes already say why.
-_ONLY_IF = {"progress": lambda analysis: getattr(analysis, "progress", None) is not None}
+
+
+def _applies(key: str, analysis: Any) -> bool:
+    """False for the progress measures of a model without them (an MLP): the summary's notes
+    already say why, so the page leaves the panel out."""
+    return key != "progress" or getattr(analysis, "progress", None) is not None
 
 
 def _sections(analysis: Any) -> list[tuple[str, str, list[Panel]]]:
@@ -195,11 +199,10 @@ def _sections(analysis: Any) -> list[tuple[str, str, list[Panel]]]:
         if key == "training" and not analysis.history.get("step"):
             panels = [Panel("training", "Training curves", "Training curves over steps.",
                             note=NO_HISTORY)]
-            if _ONLY_IF["progress"](analysis):  # the end measures, known without a history
+            if _applies("progress", analysis):  # the end measures, known without a history
                 panels.append(PANELS["progress"](analysis))
         else:
-            panels = [p for p in (PANELS[k](analysis) for k in keys
-                                  if _ONLY_IF.get(k, lambda _: True)(analysis))
+            panels = [p for p in (PANELS[k](analysis) for k in keys if _applies(k, analysis))
                       if p.figure is not None or p.key not in _QUIET]
         out.append((key, title, panels))
     return out
