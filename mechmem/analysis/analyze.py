@@ -25,7 +25,7 @@ from .fourier import FourierResult, fourier
 from .frequencies import NeuronFrequencies, neuron_frequencies
 from .ipr import IPRResult, ipr_scores
 from .logits import CorruptedLogitsResult, corrupted_logits
-from .neurons import NeuronClasses, classify_neurons
+from .neurons import IPR_NAMES, ClassEvidence, NeuronClasses, class_evidence, classify_neurons
 from .phase import PhaseResult, classify_phase
 from .progress import ProgressCurves, ProgressMeasures, progress_curves, progress_measures
 from .pruning import ORDERS, PruningResult, pruning_curves
@@ -59,6 +59,10 @@ class Analysis:
             None with a note otherwise), in the loss the run was trained with.
         progress_curves: the same at every snapshot, with Nanda et al.'s phases; None without
             snapshots.
+        evidence: what the two IPR classes of `neurons` may be called ("generalizing" and
+            "memorizing" only on causal evidence, "periodic" and "non-periodic" otherwise) and
+            why (`class_evidence`); None for an `Analysis` built without it (then the IPR
+            names).
     """
 
     model: nn.Module
@@ -81,10 +85,23 @@ class Analysis:
     dynamics: Dynamics | None = None
     progress: ProgressMeasures | None = None
     progress_curves: ProgressCurves | None = None
+    evidence: ClassEvidence | None = None
 
     @property
     def family(self) -> str:
         return _family_name(self.model)
+
+    @property
+    def class_names(self) -> tuple[str, str]:
+        """(name of the high-IPR class, name of the low-IPR class): ("generalizing",
+        "memorizing") on causal evidence, ("periodic", "non-periodic") otherwise."""
+        e = self.evidence
+        return IPR_NAMES if e is None else (e.high, e.low)
+
+    @property
+    def has_corrupted(self) -> bool:
+        """Whether the training set has corrupted examples (xi > 0 and at least one)."""
+        return self.dataset.spec.corrupt_frac > 0 and self.dataset.n_corrupted > 0
 
     def __repr__(self) -> str:
         return analysis_repr(self)
@@ -201,6 +218,8 @@ def analyze(
                      f"{primary.name} neurons and on to the logits in this {_family(model)}, "
                      "so their key frequencies are read from their activations instead.")
     progress, curves = _progress(model, dataset, snapshots, config, notes)
+    # A split without a corrupted example has nothing to unlearn, whatever xi says.
+    xi = dataset.spec.corrupt_frac if dataset.n_corrupted else 0.0
     return Analysis(
         model=model,
         dataset=dataset,
@@ -219,12 +238,13 @@ def analyze(
         site_ipr=site_ipr,
         frequencies=neuron_frequencies(model, dataset, site=primary),
         notes=tuple(notes),
-        dynamics=(training_dynamics(history, snapshots, corrupt_frac=dataset.spec.corrupt_frac,
+        dynamics=(training_dynamics(history, snapshots, corrupt_frac=xi,
                                     p=dataset.p, model=model, op=op,
                                     threshold=neurons.threshold, site=primary.name)
                   if history or snapshots else None),
         progress=progress,
         progress_curves=curves,
+        evidence=class_evidence(model, dataset, neurons, site=primary),
     )
 
 
@@ -299,6 +319,7 @@ def _to_json(a: Analysis) -> dict[str, Any]:
             "dead": a.neurons.dead,
             "threshold": a.neurons.threshold,
             "method": a.neurons.method,
+            **_evidence_json(a),
         },
         "fourier": None if a.fourier is None else {"freq_counts": a.fourier.freq_counts},
         "family": _family_name(a.model),
@@ -336,6 +357,19 @@ def _to_json(a: Analysis) -> dict[str, Any]:
     return _plain(out)
 
 
+def _evidence_json(a: Analysis) -> dict[str, Any]:
+    """The class names and their basis: "generalizing" and "memorizing" above count the
+    neurons at or above and below the threshold, whatever the classes are called."""
+    e = a.evidence
+    high, low = a.class_names
+    return {"names": {"generalizing": high, "memorizing": low},
+            "basis": "ipr" if e is None else e.basis,
+            "basis_reason": None if e is None else e.reason,
+            "memorized_accuracy": None if e is None else {
+                "all": e.memorized, "without_low_ipr": e.memorized_without_low,
+                "without_high_ipr": e.memorized_without_high}}
+
+
 def _progress_json(a: Analysis) -> dict[str, Any] | None:
     m, c = a.progress, a.progress_curves
     if m is None:
@@ -361,8 +395,41 @@ def _pct(x: float) -> str:
     return "   n/a" if not math.isfinite(x) else f"{100 * x:5.1f}%"
 
 
+def _note(a: Analysis, prefix: str) -> str | None:
+    """The note (see `analyze`) that stands for one section of the summary, if any."""
+    return next((n[len(prefix):].strip() for n in a.notes if n.startswith(prefix)), None)
+
+
+def _accuracy_lines(a: Analysis) -> list[str]:
+    acc = a.accuracy
+    if not a.has_corrupted:
+        return ["accuracy   train   test    (no corrupted labels)",
+                f"           {_pct(acc.train)}  {_pct(acc.test)}"]
+    return ["accuracy   train   test    clean   memorized  inverted",
+            f"           {_pct(acc.train)}  {_pct(acc.test)}  {_pct(acc.clean_train)}"
+            f"  {_pct(acc.corrupted_memorized)}     {_pct(acc.corrupted_true)}"]
+
+
+def _pruning_lines(a: Analysis) -> list[str]:
+    """What pruning does to the memorized-label and test accuracy, or to the train and test
+    accuracy of a run without corrupted labels."""
+    first = "corrupted_memorized" if a.has_corrupted else "train"
+    what = "memorized" if a.has_corrupted else "train"
+    lines = [f"pruning    ({a.pruning.method}; {what} / test accuracy after removing a fraction)",
+             "           order            " + "".join(f"{f:>13.0%}" for f in (0.1, 0.3, 0.6, 0.9))]
+    for order in ORDERS:
+        c = a.pruning.curves[order]
+        cells = []
+        for f in (0.1, 0.3, 0.6, 0.9):
+            v = c.at(f)
+            cells.append(f"{_pct(v[first])}/{_pct(v['test']).strip():>6}")
+        lines.append(f"           {order:<16} " + "".join(f"{s:>13}" for s in cells))
+    return lines
+
+
 def _summary(a: Analysis) -> str:
-    ds, acc = a.dataset, a.accuracy
+    ds = a.dataset
+    high, low = a.class_names
     lines = [
         f"run        {a.name or '(unnamed)'}",
         f"task       {ds.spec.op} mod {ds.p}, alpha={ds.spec.train_frac}, xi={ds.spec.corrupt_frac}"
@@ -370,40 +437,36 @@ def _summary(a: Analysis) -> str:
         f"model      {_describe(a.model)}",
         f"phase      {a.phase.phase}: {a.phase.reason}",
         "",
-        "accuracy   train   test    clean   memorized  inverted",
-        f"           {_pct(acc.train)}  {_pct(acc.test)}  {_pct(acc.clean_train)}"
-        f"  {_pct(acc.corrupted_memorized)}     {_pct(acc.corrupted_true)}",
+        *_accuracy_lines(a),
         "",
         f"IPR        mean {a.ipr.mean:.3f} at {a.ipr.site} (r={a.ipr.r:g}, {a.ipr.convention};"
         f" random level {a.ipr.reference_random:.3f}, periodic level"
         f" {a.ipr.reference_periodic:.3f})",
         *(f"           mean {r.mean:.3f} at {name}" for name, r in a.site_ipr.items()
           if name != a.ipr.site),
-        f"neurons    {a.neurons.generalizing} generalizing, {a.neurons.memorizing} memorizing,"
+        f"neurons    {a.neurons.generalizing} {high}, {a.neurons.memorizing} {low},"
         f" {a.neurons.dead} dead (threshold {a.neurons.threshold:.3f}, {a.neurons.method})",
-        "",
-        f"pruning    ({a.pruning.method}; memorized / test accuracy after removing a fraction)",
-        "           order            " + "".join(f"{f:>13.0%}" for f in (0.1, 0.3, 0.6, 0.9)),
     ]
-    for order in ORDERS:
-        c = a.pruning.curves[order]
-        cells = []
-        for f in (0.1, 0.3, 0.6, 0.9):
-            v = c.at(f)
-            cells.append(f"{_pct(v['corrupted_memorized'])}/{_pct(v['test']).strip():>6}")
-        lines.append(f"           {order:<16} " + "".join(f"{s:>13}" for s in cells))
+    if a.evidence is not None:
+        basis = "pruning" if a.evidence.basis == "causal" else "IPR only"
+        lines.append(f"           names from {basis}: {a.evidence.reason}")
+    lines += ["", *_pruning_lines(a)]
     if a.batchnorm is not None:
         b = a.batchnorm
         lines += [
             "",
             f"batchnorm  corr(|gamma|, IPR): Pearson {b.pearson:.3f}, Spearman {b.spearman:.3f};"
-            f" mean |gamma| generalizing {b.gamma_abs_generalizing:.4f},"
-            f" memorizing {b.gamma_abs_memorizing:.4f}",
+            f" mean |gamma| {high} {b.gamma_abs_generalizing:.4f},"
+            f" {low} {b.gamma_abs_memorizing:.4f}",
         ]
+    elif (note := _note(a, "BatchNorm factors:")) is not None:
+        lines += ["", f"batchnorm  none: {note}"]
     fr = a.frequencies
     lines += ["", f"frequency  {int(fr.periodic().sum())} of {fr.key_freq.numel()} {fr.site} "
               "neurons have a key frequency explaining >= 50% of their activation variance"
               f" (mean {float(fr.frac_explained.nanmean()):.2f})"]
+    if (note := _note(a, "Weight Fourier phases:")) is not None:
+        lines.append(f"           weight Fourier phases: {note}")
     lg = a.logits
     if lg.index.numel():
         lines += [
@@ -412,21 +475,28 @@ def _summary(a: Analysis) -> str:
             f" of {lg.index.numel()} corrupted examples",
         ]
     if a.dynamics is not None:
-        lines += ["", *_dynamics_lines(a.dynamics)]
+        lines += ["", *_dynamics_lines(a)]
     lines += _progress_lines(a)
-    lines += [f"note       {n}" for n in a.notes]
+    known = ("BatchNorm factors:", "Weight Fourier phases:", "Progress measures:")
+    lines += [f"note       {n}" for n in a.notes if not n.startswith(known)]
     return "\n".join(lines)
 
 
-def _dynamics_lines(d: Dynamics) -> list[str]:
-    def at(e: Any) -> str:
-        return "never" if e.step is None else f"step {e.step}"
-
+def _dynamics_lines(a: Analysis) -> list[str]:
+    d = a.dynamics
+    assert d is not None
+    corrupted = a.has_corrupted
     delay = "" if d.delay is None else f" ({d.delay:+d} steps)"
     peak = "" if d.test_peak.value is None else f"; test peak {_pct(d.test_peak.value).strip()}"
-    lines = [f"dynamics   memorized {at(d.memorization)}, grokked {at(d.grokking)}{delay},"
-             f" unlearned {at(d.unlearning)}, forgot {at(d.forgetting)}{peak}"
+    fit = "memorized" if corrupted else "fit train"
+    unlearned = f" unlearned {d.unlearning.describe()}," if corrupted else ""
+    lines = [f"dynamics   {fit} {d.memorization.describe()}, grokked "
+             f"{d.grokking.describe()}{delay},{unlearned} forgot {d.forgetting.describe()}{peak}"
              + ("" if d.test_peak.step is None else f" at step {d.test_peak.step}")]
+    unknown = [(name, e) for name, e in d.events().items() if e.unknown
+               and (corrupted or name != "unlearning")]
+    reasons = dict.fromkeys(str(e.reason) for _, e in unknown)  # each reason once
+    lines += [f"           unknown because {r}" for r in reasons]
     n = d.neurons
     if n is not None:
         lines.append(f"           periodic {n.site} neurons: "
@@ -434,16 +504,25 @@ def _dynamics_lines(d: Dynamics) -> list[str]:
                      f"{_pct(n.periodic_fraction[-1]).strip()} at step {n.steps[-1]}")
         if n.fate is not None:
             c = n.fate.counts()
-            lines.append(f"           of {c['cohort']} memorizing at step {n.fate.step}:"
-                         f" {c['pruned']} pruned, {c['memorizing']} still memorizing,"
-                         f" {c['periodic']} periodic at step {n.fate.final_step}")
+            low = fate_name(a)
+            lines.append(f"           of {c['cohort']} {low} at step {n.fate.step}:"
+                         f" {c['pruned']} faded out (norm under 10% of the median),"
+                         f" {c['memorizing']} still {low}, {c['periodic']} periodic at step"
+                         f" {n.fate.final_step}")
     return lines
+
+
+def fate_name(a: Analysis) -> str:
+    """What the dynamics' cohort of low-IPR neurons is called: "memorizing" only where the
+    final classes carry that name on causal evidence, "non-periodic" otherwise."""
+    return a.class_names[1]
 
 
 def _progress_lines(a: Analysis) -> list[str]:
     m = a.progress
     if m is None:
-        return []
+        note = _note(a, "Progress measures:")
+        return [] if note is None else ["", f"progress   none: {note}"]
     freqs = ", ".join(map(str, m.key_freqs)) or "none"
     lines = ["", f"progress   key frequencies {freqs}; train-set {m.loss} loss {m.train_loss:.3g},"
              f" restricted {m.restricted_loss:.3g}, excluded {m.excluded_loss:.3g}; test"
