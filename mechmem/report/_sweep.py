@@ -32,8 +32,11 @@ from ._plot import (
 )
 
 # One colour per phase, whatever phases a sweep holds, so that diagrams compare at a glance:
-# greens and blues where the network generalizes, warm colours where it does not.
+# greens and blues where the network generalizes, warm colours where it does not. A cell
+# without corrupted labels (the xi = 0 row) that generalizes is "generalization", a light
+# green of its own beside coexistence's: nothing there is memorized alongside.
 PHASE_COLOURS: MappingProxyType[str, str] = MappingProxyType({
+    "generalization": "#a1d99b",
     "coexistence": "#2ca25f",
     "partial_inversion": "#6baed6",
     "full_inversion": "#08519c",
@@ -112,10 +115,22 @@ def _percent(x: float | None) -> str:
 
 def _ticks(values: Sequence[Any], most: int = 9) -> dict[str, Any]:
     """Ticks at the grid's own values (at most `most` of them), not plotly's round numbers,
-    which fall between cells."""
+    which fall between cells, and a range that spans the cells, so that a grid with no or
+    few finished cells draws the same axes as a finished one (plotly sizes an axis from its
+    data and overprints ticks when there is none)."""
     shown = list(values)[::max(1, -(-len(values) // most))]
-    return {"tickmode": "array", "tickvals": numbers(shown),
-            "ticktext": [f"{v:g}" if isinstance(v, float) else str(v) for v in shown]}
+    out: dict[str, Any] = {"tickmode": "array", "tickvals": numbers(shown),
+                           "ticktext": [f"{v:g}" if isinstance(v, float) else str(v)
+                                        for v in shown]}
+    try:
+        grid = sorted(float(v) for v in values)
+    except (TypeError, ValueError):
+        return out
+    half = min((b - a for a, b in zip(grid, grid[1:], strict=False) if b > a),
+               default=max(abs(grid[0]), 1.0) if grid else 1.0) / 2
+    if grid:
+        out["range"] = [grid[0] - half, grid[-1] + half]
+    return out
 
 
 def _panels(grid: Grid, z: list, text: list, trace: Mapping[str, Any],
