@@ -29,8 +29,8 @@ pytestmark = pytest.mark.usefixtures("one_thread")
 
 HOSTILE_NAME = "<script>alert(1)</script>"
 WD, XI, ALPHA = (0.0, 1.0), (0.0, 0.3), (0.3, 0.6, 0.9)  # 3 columns, 2 rows: no transposing
-LABELS = ["Coexistence", "Partial inversion", "Full inversion", "Memorization", "Forgetting",
-          "Confusion"]
+LABELS = ["Generalization (xi = 0)", "Coexistence", "Partial inversion", "Full inversion",
+          "Memorization", "Forgetting", "Confusion"]
 TINY = {"p": 17, "width": 32, "steps": 100, "eval_every": 20, "snapshot_every": None,
         "device": "cpu"}
 

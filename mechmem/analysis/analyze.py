@@ -131,6 +131,7 @@ def analyze(
     *,
     seed: int = 0,
     threshold: float | None = None,
+    progress_definition: str = "logits",
 ) -> Analysis:
     """Run every applicable analyzer on a checkpoint file, a `Checkpoint` or a model.
 
@@ -142,6 +143,8 @@ def analyze(
         dataset: the model's dataset; required for a bare model, not allowed otherwise.
         seed: seed of the random pruning order.
         threshold: a fixed IPR threshold for neuron classes (default: found from the data).
+        progress_definition: the progress measures' definition: "logits" (mechmem's) or
+            "mlp" (TransformerLens's grokking demo's); see `progress_measures`.
 
     Returns:
         An `Analysis`.
@@ -217,7 +220,7 @@ def analyze(
         notes.append(f"Weight Fourier phases: no weights map both operands' residues to the "
                      f"{primary.name} neurons and on to the logits in this {_family(model)}, "
                      "so their key frequencies are read from their activations instead.")
-    progress, curves = _progress(model, dataset, snapshots, config, notes)
+    progress, curves = _progress(model, dataset, snapshots, config, notes, progress_definition)
     # A split without a corrupted example has nothing to unlearn, whatever xi says.
     xi = dataset.spec.corrupt_frac if dataset.n_corrupted else 0.0
     return Analysis(
@@ -250,7 +253,7 @@ def analyze(
 
 def _progress(
     model: nn.Module, dataset: ModularDataset, snapshots: Mapping[str, Tensor],
-    config: Mapping[str, Any], notes: list[str],
+    config: Mapping[str, Any], notes: list[str], definition: str = "logits",
 ) -> tuple[ProgressMeasures | None, ProgressCurves | None]:
     """Nanda et al.'s progress measures, for transformers (mechmem's and TransformerLens's),
     in the run's loss (cross-entropy for a TransformerLens model, as its grokking demo trains)."""
@@ -260,11 +263,11 @@ def _progress(
                      f"which this {_family(model)} does not have.")
         return None, None
     loss = str(config.get("loss", "ce" if family == LENS_FAMILY else "mse"))
-    progress = progress_measures(model, dataset, loss=loss)
+    progress = progress_measures(model, dataset, loss=loss, definition=definition)
     if "step" not in snapshots or len(snapshots["step"]) == 0:
         return progress, None
     return progress, progress_curves(model, dataset, snapshots, loss=loss,
-                                     key_freqs=progress.key_freqs)
+                                     key_freqs=progress.key_freqs, definition=definition)
 
 
 def _family_name(model: nn.Module) -> str:
@@ -375,7 +378,8 @@ def _progress_json(a: Analysis) -> dict[str, Any] | None:
     if m is None:
         return None
     out: dict[str, Any] = {
-        "key_freqs": list(m.key_freqs), "loss": m.loss, "train_loss": m.train_loss,
+        "key_freqs": list(m.key_freqs), "loss": m.loss, "definition": m.definition,
+        "train_loss": m.train_loss,
         "test_loss": m.test_loss, "restricted_loss": m.restricted_loss,
         "excluded_loss": m.excluded_loss, "curves": None, "phases": None}
     if c is not None:
@@ -524,8 +528,10 @@ def _progress_lines(a: Analysis) -> list[str]:
         note = _note(a, "Progress measures:")
         return [] if note is None else ["", f"progress   none: {note}"]
     freqs = ", ".join(map(str, m.key_freqs)) or "none"
+    where = ("restricted (MLP, test set)", "excluded (MLP, train set)") if m.definition == "mlp" \
+        else ("restricted", "excluded")
     lines = ["", f"progress   key frequencies {freqs}; train-set {m.loss} loss {m.train_loss:.3g},"
-             f" restricted {m.restricted_loss:.3g}, excluded {m.excluded_loss:.3g}; test"
+             f" {where[0]} {m.restricted_loss:.3g}, {where[1]} {m.excluded_loss:.3g}; test"
              f" {m.test_loss:.3g}"]
     if a.progress_curves is not None:
         ph = a.progress_curves.phases

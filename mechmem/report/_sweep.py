@@ -69,7 +69,10 @@ def _grid(result: SweepResult, metric: str) -> Grid:
 
 
 def _phase_label(phase: Any) -> str:
-    return PHASE_TEXT.get(phase, (str(phase), ""))[0]
+    """A phase's name in the sweep's legend, hover and table: generalization says it is the
+    phase of cells without corrupted labels (the xi = 0 row)."""
+    label = PHASE_TEXT.get(phase, (str(phase), ""))[0]
+    return label + " (xi = 0)" if phase == "generalization" else label
 
 
 def _hover(result: SweepResult, grid: Grid, what: Sequence[str]) -> list:
@@ -171,7 +174,8 @@ _NO_LEGEND = {"height": 370, "margin": {"l": 60, "r": 20, "t": 30, "b": 50}}
 
 def phase_diagram_figure(result: SweepResult) -> go.Figure:
     """The phase of every cell in fixed colours (`PHASE_COLOURS`), one panel per
-    value of the panel axis, like the paper's Fig. 3; the legend names all six phases.
+    value of the panel axis, like the paper's Fig. 3; the legend names every phase (the paper's
+    six, and generalization, which only a cell without corrupted labels can be in).
 
     Args:
         result: a sweep, finished or not (`mechmem.sweep.load_sweep`).
@@ -194,7 +198,8 @@ def phase_diagram_figure(result: SweepResult) -> go.Figure:
     spec = _panels(grid, z, _hover(result, grid, ("phase", "accuracies", "ipr")), trace, {})
     # Dataless markers give every phase a legend entry, present in the sweep or not.
     spec["data"] += [
-        {"type": "scatter", "x": [None], "y": [None], "mode": "markers", "name": _phase_label(p),
+        {"type": "scatter", "x": [None], "y": [None], "mode": "markers",
+         "name": _phase_label(p),
          "marker": {"symbol": "square", "size": 13, "color": PHASE_COLOURS[p]},
          "hoverinfo": "skip", "showlegend": True, "xaxis": "x", "yaxis": "y"}
         for p in PHASES
@@ -311,7 +316,7 @@ def _header_html(result: SweepResult) -> str:
             for f, values in config.axes]
     counts = result.phase_counts()
     phases = [(f'<span class="swatch" style="background:{PHASE_COLOURS[p]}"></span>'
-               f"{escape(PHASE_TEXT[p][0])}", str(counts.pop(p, 0)), PHASE_TEXT[p][1])
+               f"{escape(_phase_label(p))}", str(counts.pop(p, 0)), PHASE_TEXT[p][1])
               for p in PHASES]
     phases += [(escape(p), str(n), "not a phase this mechmem knows") for p, n in counts.items()]
     if done < total:
