@@ -103,13 +103,12 @@ def stage_sentence(dynamics: Dynamics | None) -> str:
     if dynamics.forgetting.step is not None:
         parts.append(f"the weights collapse at step {dynamics.forgetting.step} and test "
                      "accuracy is lost (forgetting)")
-    unknown = [name for name, e in (("memorization", dynamics.memorization),
-                                    ("grokking", dynamics.grokking),
-                                    ("forgetting", dynamics.forgetting)) if e.unknown]
-    if unknown:
-        reason = next(e.reason for e in (dynamics.memorization, dynamics.grokking,
-                                         dynamics.forgetting) if e.unknown)
-        parts.append(f"{' and '.join(unknown)} unknown: {str(reason).rstrip('.')}")
+    by_reason: dict[str, list[str]] = {}  # the events the record cannot tell, by why not
+    for name, e in (("memorization", dynamics.memorization), ("grokking", dynamics.grokking),
+                    ("forgetting", dynamics.forgetting)):
+        if e.unknown:
+            by_reason.setdefault(str(e.reason).rstrip("."), []).append(name)
+    parts += [f"{' and '.join(names)} unknown: {reason}" for reason, names in by_reason.items()]
     return "; ".join(parts) if parts else "no memorization or grokking stage shows in this run"
 
 
@@ -155,12 +154,13 @@ def _curve_caption(analysis: Any, which: str) -> str:
                 "against the labels trained on); marked stages: "
                 f"{stage_sentence(analysis.dynamics)}.")
     if which == "loss":
+        stages = f" Marked stages: {stage_sentence(analysis.dynamics)}."
         if not getattr(analysis, "has_corrupted", True):
             return ("Train and test loss on a log scale: test loss falls when the network "
-                    "generalizes (this training set has no corrupted labels).")
+                    "generalizes (this training set has no corrupted labels)." + stages)
         return ("Train loss (against the labels trained on, corrupted ones included) and test "
                 "loss on a log scale: test loss falls when the network generalizes, and train "
-                "loss stays up while it does not fit the corrupted labels.")
+                "loss stays up while it does not fit the corrupted labels." + stages)
     if which == "norms":
         wd = analysis.config.get("weight_decay")
         held = ("weight decay holds them in check" if isinstance(wd, int | float) and wd > 0
