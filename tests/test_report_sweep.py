@@ -115,7 +115,7 @@ def test_phase_diagram_draws_each_cell_in_its_phase_colour(six):
     assert len(set(PHASE_COLOURS.values())) == len(PHASES)
 
 
-def test_legend_names_all_six_phases_in_fixed_colours_even_where_absent(result, six):
+def test_legend_names_every_phase_in_fixed_colours_even_where_absent(result, six):
     assert len({c["phase"] for c in result.cells}) < len(PHASES)  # the real sweep lacks some
     for r in (result, six):
         fig = phase_diagram_figure(r)

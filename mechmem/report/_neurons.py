@@ -113,10 +113,11 @@ def _weights_panel(analysis: Any, neurons: list[int], key: str, which: str) -> P
 
 
 def _no_weights(analysis: Any) -> str:
-    return (f"The {analysis.ipr.site} neurons of this model have no weights that read both "
-            "operands' residues and write the logits (attention or another layer lies in "
-            "between), so there are no weight spectra to show; the frequency chart below "
-            "reads each neuron's key frequency from its activations instead.")
+    return (f"Weight Fourier phases: the {analysis.ipr.site} neurons of this model have no "
+            "weights that read both operands' residues and write the logits (attention or "
+            "another layer lies in between), so there are no weight spectra to show; the "
+            "frequency chart below reads each neuron's key frequency from its activations "
+            "instead.")
 
 
 def _live_by_ipr(analysis: Any) -> list[int] | str:
