@@ -41,7 +41,7 @@ def html_table(title: str, rows: Iterable[tuple[str, Any]]) -> str:
 
 def _steps(history: Mapping[str, Any]) -> str:
     steps = history.get("step") or []
-    return f"{float(steps[-1]):g}" if len(steps) else "n/a"
+    return f"{float(steps[-1]):g}" if len(steps) else "unknown"
 
 
 def _last(history: Mapping[str, Any], key: str) -> Any:

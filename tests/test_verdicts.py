@@ -11,9 +11,8 @@ import pytest
 import torch
 
 from mechmem import TrainConfig, analytic_solution, analyze, make_dataset, train
-from mechmem.analysis import AccuracyResult, classify_phase
+from mechmem.analysis import AccuracyResult, class_evidence, classify_phase
 from mechmem.analysis.accuracy import accuracies
-from mechmem.analysis.neurons import class_evidence
 from mechmem.report import render_report
 
 pytestmark = pytest.mark.usefixtures("one_thread")

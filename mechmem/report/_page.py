@@ -161,7 +161,7 @@ def _table(rows: list[tuple[str, str]], header: tuple[str, str] | None = None) -
 
 def _final_step(analysis: Any) -> str:
     steps = analysis.history.get("step") if analysis.history else None
-    return f"{float(steps[-1]):g}" if steps else "n/a"
+    return f"{float(steps[-1]):g}" if steps else "unknown (no training history)"
 
 
 def summary_html(analysis: Any) -> str:

@@ -279,7 +279,7 @@ _SECTIONS = (
     ("ipr", "Mean IPR", (
         ("ipr", "Mean inverse participation ratio of the neurons",
          "High where neurons are periodic (one Fourier frequency each, the generalizing "
-         "solution); low where they are spread over many frequencies (memorizing)."),
+         "solution); low where they are spread over many frequencies (non-periodic)."),
     )),
 )
 
