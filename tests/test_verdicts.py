@@ -26,6 +26,7 @@ RUNS = {
     "coexistence": {"corrupt_frac": 0.2, "weight_decay": 1.0, "steps": 600},
     "partial_inversion": {"corrupt_frac": 0.3, "weight_decay": 8.0, "steps": 800},
     "confusion": {"corrupt_frac": 0.3, "weight_decay": 15.0, "steps": 800},
+    "memorization": {"corrupt_frac": 0.2, "weight_decay": 0.0, "steps": 600},
 }
 # Words a run without corrupted labels must never have said of it.
 CORRUPTED_WORDS = re.compile(r"memoriz|\binver(sion|ted|ts?)\b|unlearn|corrupted", re.I)
@@ -161,7 +162,61 @@ def test_nothing_memorized_keeps_the_ipr_names():
     assert "memorizing" not in a.summary().split("names from")[0]
 
 
-@pytest.mark.parametrize("name", ["partial_inversion", "confusion"])
+@pytest.fixture(scope="module")
+def forgetting(ckpts):
+    """The confusion run with a history in which test accuracy reached 95% and the weights
+    then collapsed: the record of a forgotten run."""
+    c = ckpts["confusion"]
+    n = len(c.history["step"])
+    history = dict(c.history)
+    history["test_acc"] = [0.95] * (n // 2) + [0.1] * (n - n // 2)
+    for k in [k for k in history if k.startswith("norm_")]:
+        history[k] = [1.0] * (n // 2) + [0.01] * (n - n // 2)
+    return analyze(dataclasses.replace(c, history=history))
+
+
+@pytest.fixture(scope="module")
+def full_inversion():
+    ds = make_dataset(p=23, train_frac=0.5, corrupt_frac=0.3, seed=0)
+    return analyze(analytic_solution(p=23, width=40, seed=0), ds)
+
+
+@pytest.mark.parametrize("name", ["coexistence", "partial_inversion", "full_inversion",
+                                  "memorization", "forgetting", "confusion", "clean"])
+def test_every_phase_says_only_what_its_run_shows(runs, name, request):
+    a = request.getfixturevalue(name) if name in ("forgetting", "full_inversion") else runs[name]
+    assert a.phase.phase == ("generalization" if name == "clean" else name)
+    e = a.evidence
+    high, low = a.class_names
+    text, page = a.summary(), page_text(a)
+    out = json.loads(json.dumps(a.to_json_dict(), allow_nan=False))
+    # the class names, everywhere the same, and "memorizing" only on the causal evidence
+    assert out["neurons"]["names"] == {"generalizing": high, "memorizing": low}
+    assert (low == "memorizing") == (e.basis == "causal")
+    assert f"{a.neurons.memorizing} {low}" in text
+    if e.basis != "causal":
+        assert "memorizing" not in text and "memorizing" not in page
+    # the headline tells the phase with this run's own numbers
+    lead = page.split("Accuracies")[0]
+    assert f"test {100 * a.accuracy.test:.1f}%" in lead
+    # weight decay is a cause only where there is some
+    if not a.config.get("weight_decay"):
+        assert "by weight decay" not in page
+    # events: "never" only where the record shows it, "unknown" where it cannot tell
+    d = a.dynamics
+    if d is not None:
+        for event in (d.memorization, d.grokking, d.forgetting):
+            assert event.status != "unknown"
+        assert ("forgot step" in text) == (d.forgetting.step is not None)
+        for name_, e_ in d.events().items():
+            assert out["dynamics"][name_]["status"] == e_.status
+    if name == "forgetting":
+        assert d.forgetting.step is not None and "forgetting" in page
+    if name == "full_inversion":
+        assert "nothing memorized" in e.reason
+
+
+@pytest.mark.parametrize("name", ["partial_inversion", "confusion", "memorization"])
 def test_every_phase_names_its_classes_by_the_rule(runs, name):
     a = runs[name]
     assert a.phase.phase == name
