@@ -11,8 +11,8 @@ from torch import Tensor, nn
 
 from ..data import ModularDataset
 from ..models.sites import NeuronSite, find_site
+from ._common import evaluating, predict
 from .ablation import ablate
-from .accuracy import accuracies
 from .ipr import IPRResult
 
 LABELS = ("generalizing", "memorizing", "dead")
@@ -148,6 +148,17 @@ class ClassEvidence:
     memorized_without_high: float
 
 
+def _memorized(model: nn.Module, dataset: ModularDataset) -> float:
+    """Accuracy on the corrupted training examples against their corrupted labels
+    (`AccuracyResult.corrupted_memorized`), from a forward pass over those examples only."""
+    pairs = dataset.train_pairs[dataset.corrupted]
+    device = next(iter(model.parameters()), torch.empty(0)).device
+    with evaluating(model):
+        preds = predict(model(dataset.model_inputs(pairs).to(device)))
+    hits = preds.cpu() == dataset.train_labels[dataset.corrupted].to(preds.dtype)
+    return float(hits.to(torch.float64).mean())
+
+
 def class_evidence(
     model: nn.Module, dataset: ModularDataset, classes: NeuronClasses, *,
     site: str | NeuronSite | None = None,
@@ -177,7 +188,7 @@ def class_evidence(
     if dataset.n_corrupted == 0:
         return ipr_only("the training set has no corrupted labels, so no class of neurons "
                         "can hold memorized ones.")
-    base = accuracies(model, dataset).corrupted_memorized
+    base = _memorized(model, dataset)
     floor = 1 / dataset.p + MEMORIZED_MARGIN
     if not (math.isfinite(base) and base >= floor):
         return ipr_only(f"the network predicts the corrupted label of only {base:.1%} of its "
@@ -188,9 +199,9 @@ def class_evidence(
                         "cannot compare the two classes.", base)
     site = find_site(model, site).name
     with ablate(model, classes.memorizing_mask, site=site):
-        without_low = accuracies(model, dataset).corrupted_memorized
+        without_low = _memorized(model, dataset)
     with ablate(model, classes.generalizing_mask, site=site):
-        without_high = accuracies(model, dataset).corrupted_memorized
+        without_high = _memorized(model, dataset)
     numbers = (f"zeroing the {classes.memorizing} low-IPR neurons takes memorized-label "
                f"accuracy from {base:.1%} to {without_low:.1%}, zeroing the "
                f"{classes.generalizing} high-IPR ones to {without_high:.1%}")
