@@ -41,7 +41,7 @@ def html_table(title: str, rows: Iterable[tuple[str, Any]]) -> str:
 
 def _steps(history: Mapping[str, Any]) -> str:
     steps = history.get("step") or []
-    return f"{float(steps[-1]):g}" if len(steps) else "n/a"
+    return f"{float(steps[-1]):g}" if len(steps) else "unknown"
 
 
 def _last(history: Mapping[str, Any], key: str) -> Any:
@@ -62,25 +62,40 @@ def analysis_repr(a: Any) -> str:
             f"test {percent(a.accuracy.test)}, step {_steps(a.history)})")
 
 
+def _event(e: Any) -> str:
+    """"step N", "never", or "unknown: why" for an event of `training_dynamics`."""
+    if e.step is not None:
+        return f"step {e.step}"
+    return f"unknown: {e.reason}" if getattr(e, "unknown", False) else "never"
+
+
 def analysis_html(a: Any) -> str:
     acc, n = a.accuracy, a.neurons
+    high, low = getattr(a, "class_names", ("periodic", "non-periodic"))
     rows: list[tuple[str, Any]] = [
         ("name", a.name or "unnamed run"), ("family", _family(a)),
         ("phase", f"{a.phase.phase}: {a.phase.reason}"),
         ("train / test", f"{percent(acc.train)} / {percent(acc.test)}"),
-        ("clean train", percent(acc.clean_train)),
-        ("corrupted: memorized / true label",
-         f"{percent(acc.corrupted_memorized)} / {percent(acc.corrupted_true)}"),
+        *([("clean train", percent(acc.clean_train)),
+           ("corrupted: memorized / true label",
+            f"{percent(acc.corrupted_memorized)} / {percent(acc.corrupted_true)}")]
+          if acc.n_corrupted else [("corrupted labels", "none")]),
         ("step", _steps(a.history)),
         (f"neurons at {a.ipr.site}",
-         f"{n.generalizing} generalizing, {n.memorizing} memorizing, {n.dead} dead"),
+         f"{n.generalizing} {high}, {n.memorizing} {low}, {n.dead} dead"),
         ("mean IPR", "n/a" if not math.isfinite(a.ipr.mean) else f"{a.ipr.mean:.3f}"),
     ]
+    evidence = getattr(a, "evidence", None)
+    if evidence is not None:
+        basis = "pruning" if evidence.basis == "causal" else "IPR only"
+        rows.append(("neuron class names", f"from {basis}: {evidence.reason}"))
     d = getattr(a, "dynamics", None)
     if d is not None:
-        rows += [(name, "never" if e.step is None else f"step {e.step}")
-                 for name, e in (("memorization", d.memorization), ("grokking", d.grokking),
-                                 ("unlearning", d.unlearning), ("forgetting", d.forgetting))]
+        corrupted = getattr(a, "has_corrupted", True)
+        events = (("memorization" if corrupted else "train 90%", d.memorization),
+                  ("grokking", d.grokking), ("unlearning", d.unlearning),
+                  ("forgetting", d.forgetting))
+        rows += [(name, _event(e)) for name, e in events if corrupted or name != "unlearning"]
     spec = a.dataset.spec
     rows += [("task", f"{spec.op} mod {spec.p}, alpha {spec.train_frac}, xi "
                       f"{spec.corrupt_frac}")]

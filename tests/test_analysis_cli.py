@@ -40,7 +40,7 @@ def test_analyze_a_checkpoint_file(ckpt_path):
     assert a.config == {"model": a.model.cfg.to_dict(), "model_family": "mlp",
                         "dataset": a.dataset.spec.to_dict()}
     text = a.summary()
-    for word in ("full_inversion", "40 generalizing", "ipr_ascending", "random"):
+    for word in ("full_inversion", "40 periodic", "ipr_ascending", "random"):
         assert word in text
 
 
@@ -71,8 +71,13 @@ def test_cli_text_and_json(ckpt_path, capsys):
                                     "corrupted_true"}
     assert 0 <= d["accuracy"]["test"] <= 1
     assert d["ipr"]["convention"] == "rfft" and d["ipr"]["dead_neurons"] == 0
-    assert d["neurons"] == {"generalizing": 40, "memorizing": 0, "dead": 0, "threshold": 0.5,
-                            "method": "user"}
+    neurons = {k: v for k, v in d["neurons"].items()
+               if k not in ("basis_reason", "memorized_accuracy")}
+    assert neurons == {"generalizing": 40, "memorizing": 0, "dead": 0, "threshold": 0.5,
+                       "method": "user", "basis": "ipr",
+                       "names": {"generalizing": "periodic", "memorizing": "non-periodic"}}
+    # the analytic solution predicts the true rule: nothing memorized to call a class after
+    assert "nothing memorized" in d["neurons"]["basis_reason"]
     assert d["batchnorm"] is None and "config" in d
     for order in ("ipr_ascending", "ipr_descending", "random"):
         curve = d["pruning"][order]

@@ -81,7 +81,7 @@ def test_ranks_average_ties_and_spearman_is_rank_pearson():
 def _acc(train, test):
     return AccuracyResult(train=train, test=test, clean_train=math.nan,
                           corrupted_memorized=math.nan, corrupted_true=math.nan,
-                          n_train=1, n_test=1, n_corrupted=0)
+                          n_train=1, n_test=1, n_corrupted=1)
 
 
 @pytest.mark.parametrize(

@@ -38,7 +38,7 @@ def test_analysis_display(ckpt):
     inert(page)
     assert "&lt;script&gt;alert(1)&lt;/script&gt;" in page
     train, test = (f"{100 * x:.1f}%" for x in (a.accuracy.train, a.accuracy.test))
-    for fact in ("mlp", "full_inversion", f"{train} / {test}", "40 generalizing",
+    for fact in ("mlp", "full_inversion", f"{train} / {test}", "40 periodic",
                  "grokking</th><td style=\"text-align:left\">step 20",
                  "add mod 23, alpha 0.5, xi 0.3"):
         assert fact in page, fact

@@ -163,7 +163,7 @@ def test_no_fate_without_memorization_or_snapshots_after_it():
     model = HookedMLP(MLPConfig(p=P, width=WIDTH))
     never = {"step": [0, 100, 200], "train_acc": [0.1, 0.5, 0.6], "test_acc": [0.1, 0.1, 0.1]}
     n = training_dynamics(never, snaps, corrupt_frac=0.2, p=P, model=model).neurons
-    assert n.fate is None and "never memorized" in n.fate_reason
+    assert n.fate is None and "never fit its training set" in n.fate_reason
     late = {**never, "train_acc": [0.1, 0.5, 0.95]}
     n = training_dynamics(late, snaps, corrupt_frac=0.2, p=P, model=model).neurons
     assert n.fate is None and "no snapshot lies between" in n.fate_reason
@@ -212,7 +212,7 @@ def test_json_and_summary_carry_the_dynamics(grokked):
     out = json.loads(json.dumps(a.to_json_dict(), allow_nan=False))["dynamics"]
     d = a.dynamics
     assert out["grokking"] == {"step": d.grokking.step, "value": d.grokking.value,
-                               "reason": None}
+                               "reason": None, "status": "happened"}
     assert out["forgetting"]["step"] is None and out["forgetting"]["reason"]
     assert out["neurons"]["periodic_step"] == list(d.neurons.periodic_step)
     assert out["neurons"]["fate"]["cohort"] == d.neurons.fate.counts()["cohort"]

@@ -29,8 +29,8 @@ pytestmark = pytest.mark.usefixtures("one_thread")
 
 HOSTILE_NAME = "<script>alert(1)</script>"
 WD, XI, ALPHA = (0.0, 1.0), (0.0, 0.3), (0.3, 0.6, 0.9)  # 3 columns, 2 rows: no transposing
-LABELS = ["Coexistence", "Partial inversion", "Full inversion", "Memorization", "Forgetting",
-          "Confusion"]
+LABELS = ["Generalization (xi = 0)", "Coexistence", "Partial inversion", "Full inversion",
+          "Memorization", "Forgetting", "Confusion"]
 TINY = {"p": 17, "width": 32, "steps": 100, "eval_every": 20, "snapshot_every": None,
         "device": "cpu"}
 
@@ -115,7 +115,7 @@ def test_phase_diagram_draws_each_cell_in_its_phase_colour(six):
     assert len(set(PHASE_COLOURS.values())) == len(PHASES)
 
 
-def test_legend_names_all_six_phases_in_fixed_colours_even_where_absent(result, six):
+def test_legend_names_every_phase_in_fixed_colours_even_where_absent(result, six):
     assert len({c["phase"] for c in result.cells}) < len(PHASES)  # the real sweep lacks some
     for r in (result, six):
         fig = phase_diagram_figure(r)
@@ -320,3 +320,40 @@ def test_cli_on_a_folder_that_is_no_sweep_is_one_line_exit_2(kind, message, fold
     err = one_error_line(capsys)
     assert message in err and str(bad) in err
     assert sorted(os.listdir(bad)) == before  # no report, no temporary file
+
+
+@pytest.fixture(scope="module")
+def empty(folder, tmp_path_factory):
+    """The sweep before any cell finished."""
+    copy = tmp_path_factory.mktemp("empty") / "grid"
+    shutil.copytree(folder, copy)
+    (copy / "cells.jsonl").write_text("")
+    return load_sweep(copy)
+
+
+@pytest.mark.parametrize("which", ["empty", "unfinished"])
+def test_axes_span_the_grid_with_missing_cells(which, request):
+    r = request.getfixturevalue(which)
+    for key, fig in sweep_figures(r).items():
+        layout = fig.layout
+        for k in range(len(WD)):
+            x = layout[f"xaxis{k + 1 if k else ''}"]
+            y = layout[f"yaxis{k + 1 if k else ''}"]
+            # ticks at the grid's values only, and a range one cell wider than the grid
+            assert list(x.tickvals) == pytest.approx(ALPHA), key
+            assert list(x.range) == pytest.approx([0.15, 1.05]), key
+            assert list(y.tickvals) == pytest.approx(XI), key
+            assert list(y.range) == pytest.approx([-0.15, 0.45]), key
+    if which == "empty":
+        assert all(v is None for t in heatmaps(phase_diagram_figure(r)) for row in t.z
+                   for v in row)
+    page = render_sweep_report(r)
+    assert f"{r.n_cells - len(r.cells)} of {r.n_cells} cells are not finished" in page
+
+
+def test_the_xi_0_row_has_its_own_phases(result):
+    clean = [c for c in result.cells if c["config"]["corrupt_frac"] == 0]
+    assert clean and all(c["phase"] in ("generalization", "memorization", "forgetting",
+                                        "confusion") for c in clean)
+    assert all(c["phase"] != "generalization" for c in result.cells
+               if c["config"]["corrupt_frac"] > 0)

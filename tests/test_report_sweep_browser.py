@@ -19,8 +19,8 @@ from mechmem.sweep import SweepConfig, load_sweep, sweep
 pytestmark = pytest.mark.usefixtures("one_thread")
 
 HOSTILE_NAME = "<script>window.__pwned = 1; alert('name')</script>"
-LABELS = ["Coexistence", "Partial inversion", "Full inversion", "Memorization", "Forgetting",
-          "Confusion"]
+LABELS = ["Generalization (xi = 0)", "Coexistence", "Partial inversion", "Full inversion",
+          "Memorization", "Forgetting", "Confusion"]
 
 
 @pytest.fixture(scope="module")
@@ -71,7 +71,7 @@ def test_sweep_report_draws_every_figure_offline(browser, pages):
     page.close()
 
 
-def test_phase_legend_shows_all_six_phases_in_their_colours(browser, pages):
+def test_phase_legend_shows_every_phase_in_its_colour(browser, pages):
     visit = Visit(browser, pages[0])
     legend = visit.page.evaluate("""() => Array.from(
         document.querySelectorAll("#fig-phase-diagram g.legend g.traces")).map(g => [

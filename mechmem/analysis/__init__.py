@@ -24,7 +24,9 @@ from .ipr import IPRResult as IPRResult
 from .ipr import ipr_scores as ipr_scores
 from .logits import CorruptedLogitsResult as CorruptedLogitsResult
 from .logits import corrupted_logits as corrupted_logits
+from .neurons import ClassEvidence as ClassEvidence
 from .neurons import NeuronClasses as NeuronClasses
+from .neurons import class_evidence as class_evidence
 from .neurons import classify_neurons as classify_neurons
 from .phase import PhaseResult as PhaseResult
 from .phase import classify_phase as classify_phase

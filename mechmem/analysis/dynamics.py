@@ -36,22 +36,39 @@ class Event:
     """A moment of training: its step (and the value there), or why it did not happen.
 
     Attributes:
-        step: the evaluated (or snapshot) step, or None when the event did not happen.
+        step: the evaluated (or snapshot) step, or None when the event did not happen or
+            cannot be known.
         value: the quantity that decided it at that step (an accuracy, a norm), or None.
         reason: one sentence saying why there is no step; None when there is one.
+        unknown: True when what the run's files hold cannot tell whether the event happened
+            (no training history, no accuracy or weight-norm record); False when the record
+            shows it did not.
     """
 
     step: int | None
     value: float | None = None
     reason: str | None = None
+    unknown: bool = False
 
     def __post_init__(self) -> None:
         if (self.step is None) == (self.reason is None):
             raise ValueError("An Event has either a step or a reason, not both or neither.")
+        if self.unknown and self.step is not None:
+            raise ValueError(f"An Event at step {self.step} is known, not unknown.")
 
     @property
     def happened(self) -> bool:
         return self.step is not None
+
+    @property
+    def status(self) -> str:
+        """"happened", "never" (the record shows it did not) or "unknown" (the record cannot
+        tell)."""
+        return "happened" if self.step is not None else "unknown" if self.unknown else "never"
+
+    def describe(self) -> str:
+        """"step N", "never" or "unknown", as the summary prints it."""
+        return f"step {self.step}" if self.step is not None else self.status
 
 
 @dataclass(frozen=True, eq=False)
@@ -171,13 +188,15 @@ def _first_at_least(steps: np.ndarray, values: np.ndarray, what: str) -> Event:
     if hit.size:
         i = int(hit[0])
         return Event(int(steps[i]), float(values[i]))
-    best = f"{np.nanmax(values):.1%}" if np.isfinite(values).any() else "n/a"
-    return Event(None, reason=f"{what} accuracy never reached 90% (best {best}).")
+    if not np.isfinite(values).any():
+        return Event(None, reason=f"every recorded {what} accuracy is NaN.", unknown=True)
+    return Event(None, reason=f"{what} accuracy never reached 90% (best "
+                              f"{np.nanmax(values):.1%}).")
 
 
 def _peak(steps: np.ndarray, values: np.ndarray, what: str) -> tuple[Event, int | None]:
     if not np.isfinite(values).any():
-        return Event(None, reason=f"every recorded {what} accuracy is NaN."), None
+        return Event(None, reason=f"every recorded {what} accuracy is NaN.", unknown=True), None
     i = int(np.nanargmax(values))
     return Event(int(steps[i]), float(values[i])), i
 
@@ -207,7 +226,7 @@ def _forgetting(history: Mapping[str, Sequence[float]], steps: np.ndarray, test:
              if (s := _series(history, k, len(steps))[0]) is not None]
     if not norms:
         return Event(None, reason="test accuracy was lost, but the training history records "
-                                  "no weight norms to show a collapse.")
+                                  "no weight norms to show a collapse.", unknown=True)
     total = np.sqrt(np.sum(np.square(norms), axis=0))  # the norm of all weights together
     top = float(np.nanmax(total))
     low = np.flatnonzero(np.nan_to_num(total[peak:], nan=np.inf) <= COLLAPSE * top)
@@ -277,9 +296,13 @@ def _neurons(
 
 def _fate(steps: tuple[int, ...], ipr: Tensor, norm: Tensor, periodic: Tensor,
           memorization: Event) -> tuple[MemorizingFate | None, str | None]:
+    if memorization.unknown:
+        return None, (f"whether and when train accuracy reached 90% is unknown "
+                      f"({memorization.reason.rstrip('.')}), so there is no step to take the "
+                      "cohort at.")
     if memorization.step is None:
-        return None, "the network never memorized its training set, so no neuron was ever a " \
-                     "memorizing one."
+        return None, ("train accuracy never reached 90%, so the network never fit its "
+                      "training set and there is no step to take the cohort at.")
     later = [i for i, s in enumerate(steps) if s >= memorization.step]
     if not later or later[0] == len(steps) - 1:
         return None, (f"no snapshot lies between the memorization step {memorization.step} "
@@ -342,7 +365,7 @@ def training_dynamics(
     raw_steps = history.get("step")
     if raw_steps is None or len(raw_steps) == 0:
         none = Event(None, reason="there is no training history (a model built in Python or "
-                                  "trained outside mechmem's trainer).")
+                                  "trained outside mechmem's trainer).", unknown=True)
         memorization = grokking = train_peak = test_peak = unlearning = forgetting = none
         delay_reason: str | None = "there is no training history."
     else:
@@ -350,7 +373,7 @@ def training_dynamics(
         train, train_why = _series(history, "train_acc", len(steps))
         test, test_why = _series(history, "test_acc", len(steps))
         if train is None:
-            memorization = train_peak = unlearning = Event(None, reason=train_why)
+            memorization = train_peak = unlearning = Event(None, reason=train_why, unknown=True)
         else:
             memorization = _first_at_least(steps, train, "train")
             train_peak, i = _peak(steps, train, "train")
@@ -358,15 +381,15 @@ def training_dynamics(
                 unlearning = Event(None, reason="no label is corrupted (xi = 0), so there is "
                                                 "nothing to unlearn.")
             elif i is None:
-                unlearning = Event(None, reason=train_peak.reason)
+                unlearning = Event(None, reason=train_peak.reason, unknown=True)
             else:
                 unlearning = _unlearning(steps, train, i, level)
         if test is None:
-            grokking = test_peak = forgetting = Event(None, reason=test_why)
+            grokking = test_peak = forgetting = Event(None, reason=test_why, unknown=True)
         else:
             grokking = _first_at_least(steps, test, "test")
             test_peak, j = _peak(steps, test, "test")
-            forgetting = (Event(None, reason=test_peak.reason) if j is None
+            forgetting = (Event(None, reason=test_peak.reason, unknown=True) if j is None
                           else _forgetting(history, steps, test, j))
         missing = [w for w, e in (("memorization", memorization), ("grokking", grokking))
                    if e.step is None]
@@ -393,7 +416,7 @@ def dynamics_dict(d: Dynamics) -> dict[str, Any]:
     """`d` as plain types for JSON (NaN as None): the events, the delay and the neuron
     record's per-snapshot and per-neuron lists (not the IPR and norm matrices)."""
     out: dict[str, Any] = {
-        name: {"step": e.step, "value": e.value, "reason": e.reason}
+        name: {"step": e.step, "value": e.value, "reason": e.reason, "status": e.status}
         for name, e in d.events().items()
     }
     out |= {"delay": d.delay, "delay_reason": d.delay_reason,

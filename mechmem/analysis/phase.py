@@ -7,6 +7,7 @@ from dataclasses import dataclass
 from .accuracy import AccuracyResult
 
 PHASES = (
+    "generalization",
     "coexistence",
     "partial_inversion",
     "full_inversion",
@@ -22,7 +23,7 @@ class PhaseResult:
     """The phase and the numbers that decided it.
 
     Attributes:
-        phase: one of `PHASES`.
+        phase: one of `PHASES`; "generalization" only for a run without corrupted labels.
         reason: one sentence with the accuracies and thresholds compared.
     """
 
@@ -42,9 +43,15 @@ def classify_phase(
     Forgetting if the history shows test accuracy >= 0.9 at an earlier evaluation, Confusion if
     it never got there (or if there is no history to tell).
 
+    A run without corrupted labels (xi = 0, or a training set in which no example is
+    corrupted) has nothing to memorize or invert: test >= 0.9 is Generalization whatever the
+    train accuracy, and the other phases keep their names, which fit clean data (Memorization
+    of the training set, Forgetting, Confusion).
+
     Args:
         acc: final accuracies.
         corrupt_frac: xi, the corrupted fraction of the training set.
+            `acc.n_corrupted == 0` also counts as a run without corrupted labels.
         history: the training record; its "test_acc" list tells Forgetting from Confusion.
 
     Returns:
@@ -61,6 +68,10 @@ def classify_phase(
         raise ValueError(f"Phase needs finite train and test accuracy, got {train} and {test}.")
     inversion_line = 1.05 - corrupt_frac
     t = f"test {test:.1%}, train {train:.1%}"
+    if test >= HIGH and (corrupt_frac == 0 or acc.n_corrupted == 0):
+        what = "xi = 0" if corrupt_frac == 0 else "no training example is corrupted"
+        return PhaseResult("generalization",
+                           f"{t}: test >= 90% and no corrupted labels ({what}).")
     if test >= HIGH:
         if train >= HIGH:
             return PhaseResult("coexistence", f"{t}: both >= 90%.")

@@ -5,7 +5,11 @@ The key frequencies are read from the model (the Fourier power of its token embe
 the residues); the logits over every pair of the task are split, separately for each output
 class, into a constant, their components along cos(w_k (a + b)) and sin(w_k (a + b)) for the
 key frequencies w_k = 2 pi k / P, and the rest. Restricted logits keep the constant and the
-key-frequency part, excluded logits remove the key-frequency part. See docs/analyzers.md.
+key-frequency part, excluded logits remove the key-frequency part, both scored on the training
+set (definition "logits", mechmem's). Definition "mlp" is the one of TransformerLens's grokking
+demo (Nanda et al.'s code): the same split is made of the MLP neurons' activations at the last
+position, restricted loss is scored on the test set and excluded loss on the training set. See
+docs/analyzers.md.
 """
 
 import copy
@@ -20,10 +24,12 @@ from torch import Tensor, nn
 from ..data import ModularDataset, task_coordinates
 from ..interop._adapter import adapt_model
 from ..losses import LOSSES, loss_value
-from ._common import evaluating
+from ..models.sites import find_site
+from ._common import evaluating, hidden_activations
 from .progress_phases import NandaPhases, nanda_phases
 
 KEY_GAP = 3.0  # key frequencies hold >= 3x the embedding power of the strongest other one
+DEFINITIONS = ("logits", "mlp")  # mechmem's, and TransformerLens's grokking demo's
 
 
 @dataclass(frozen=True)
@@ -39,9 +45,14 @@ class ProgressMeasures:
         train_loss: the loss on the training set, against the labels trained on (corrupted
             labels included): the trainer's train loss.
         test_loss: the loss on the test set (true labels).
-        restricted_loss: train loss of the logits restricted to the constant and the key
-            frequencies.
-        excluded_loss: train loss of the logits with the key frequencies removed.
+        restricted_loss: definition "logits": train loss of the logits restricted to the
+            constant and the key frequencies; "mlp": test loss of the logits read from the MLP
+            activations restricted to their mean and the key frequencies (plus the constant
+            that gives them the true logits' mean over the pairs).
+        excluded_loss: definition "logits": train loss of the logits with the key frequencies
+            removed; "mlp": train loss of the logits with the key frequencies removed from the
+            MLP activations (the other paths to the logits kept).
+        definition: "logits" (mechmem's) or "mlp" (TransformerLens's grokking demo's).
     """
 
     key_freqs: tuple[int, ...]
@@ -51,6 +62,7 @@ class ProgressMeasures:
     test_loss: float
     restricted_loss: float
     excluded_loss: float
+    definition: str = "logits"
 
 
 @dataclass(frozen=True)
@@ -64,6 +76,7 @@ class ProgressCurves:
         key_freqs: the key frequencies (read from the final model unless given).
         loss: the loss the curves use.
         phases: Nanda's memorization, circuit formation and cleanup (see `nanda_phases`).
+        definition: "logits" or "mlp", as in `ProgressMeasures`.
         unsnapshotted: parameters the snapshots do not hold (biases, LayerNorm factors); they
             keep their final values in every rebuilt model, so the curves are exact only when
             this is empty.
@@ -78,6 +91,7 @@ class ProgressCurves:
     loss: str
     phases: NandaPhases
     unsnapshotted: tuple[str, ...] = ()
+    definition: str = "logits"
 
 
 @dataclass(frozen=True)
@@ -232,9 +246,45 @@ def decompose_logits(
     return LogitComponents(constant=constant, key=key, rest=L - constant - key)
 
 
-def _check_loss(loss: str) -> None:
+def _check_loss(loss: str, definition: str = "logits") -> None:
     if loss not in LOSSES:
         raise ValueError(f"`loss` must be one of {', '.join(LOSSES)}, got {loss!r}.")
+    if definition not in DEFINITIONS:
+        raise ValueError(f"`definition` must be one of {', '.join(DEFINITIONS)}, got "
+                         f"{definition!r}.")
+
+
+def _mlp_measures(
+    model: nn.Module, dataset: ModularDataset, key_freqs: tuple[int, ...], loss: str,
+) -> tuple[float, float, float, float]:
+    """(train, test, restricted, excluded) loss by TransformerLens's grokking demo: the last
+    MLP's activations at the last position split over the pairs into their mean, their
+    key-frequency part and the rest; restricted logits read mean + key part through the
+    neurons' output weights, shifted to the true logits' mean over the pairs, scored on the
+    test set; excluded logits are the true ones less the key part's contribution, scored on
+    the training set."""
+    model = adapt_model(model)
+    site = find_site(model)
+    if site.output is None or not site.linear:
+        raise ValueError(f"Definition 'mlp' needs neurons whose output weights write the logits "
+                         f"linearly; the {site.name} neurons of {type(model).__name__} do not.")
+    acts, logits = hidden_activations(model, dataset.model_inputs().to(_device(model)), site)
+    acts = acts.detach().to("cpu", torch.float64)  # (pairs, neurons)
+    logits = logits.detach().to("cpu", torch.float64)
+    out = site.output.detach().to("cpu", torch.float64)  # (p, neurons)
+    Q = key_directions(dataset, key_freqs)
+    key = Q @ (Q.T @ acts)  # the activations' key-frequency part, over the pairs
+    restricted = (acts.mean(0, keepdim=True) + key) @ out.T
+    restricted = restricted + logits.mean(0, keepdim=True) - restricted.mean(0, keepdim=True)
+    excluded = logits - key @ out.T
+    tr, te = dataset.train_idx, dataset.test_idx
+
+    def value(table: Tensor, rows: Tensor, y: Tensor) -> float:
+        return float(loss_value(loss, table[rows], y)) if rows.numel() else math.nan
+
+    return (value(logits, tr, dataset.train_labels), value(logits, te, dataset.test_labels),
+            value(restricted, te, dataset.test_labels),
+            value(excluded, tr, dataset.train_labels))
 
 
 def _measures(
@@ -266,7 +316,7 @@ def _resolve_freqs(
 
 def progress_measures(
     model: nn.Module, dataset: ModularDataset, *, loss: str = "mse",
-    key_freqs: Sequence[int] | None = None, gap: float = KEY_GAP,
+    key_freqs: Sequence[int] | None = None, gap: float = KEY_GAP, definition: str = "logits",
 ) -> ProgressMeasures:
     """Train, test, restricted and excluded loss of one model.
 
@@ -278,6 +328,10 @@ def progress_measures(
         loss: "mse" (mechmem's training objective) or "ce" (Nanda et al.'s).
         key_freqs: the key frequencies; default: read from the embedding (`key_frequencies`).
         gap: the least drop in embedding power from the key frequencies to the others.
+        definition: "logits" (mechmem's: restrict the logits, score both on the training
+            set) or "mlp" (TransformerLens's grokking demo's: restrict the last MLP's
+            activations, score restricted loss on the test set and excluded loss on the
+            training set).
 
     Returns:
         A `ProgressMeasures`.
@@ -286,17 +340,25 @@ def progress_measures(
         >>> m = progress_measures(model, dataset)
         >>> m.key_freqs, m.restricted_loss, m.excluded_loss
     """
-    _check_loss(loss)
+    _check_loss(loss, definition)
     freqs, share = _resolve_freqs(model, dataset, key_freqs, gap)
-    train, test, restricted, excluded = _measures(_all_logits(model, dataset), dataset, freqs,
-                                                  loss)
+    train, test, restricted, excluded = _table(model, dataset, freqs, loss, definition)
     return ProgressMeasures(key_freqs=freqs, freq_share=share, loss=loss, train_loss=train,
-                            test_loss=test, restricted_loss=restricted, excluded_loss=excluded)
+                            test_loss=test, restricted_loss=restricted, excluded_loss=excluded,
+                            definition=definition)
+
+
+def _table(model: nn.Module, dataset: ModularDataset, freqs: tuple[int, ...], loss: str,
+           definition: str) -> tuple[float, float, float, float]:
+    if definition == "mlp":
+        return _mlp_measures(model, dataset, freqs, loss)
+    return _measures(_all_logits(model, dataset), dataset, freqs, loss)
 
 
 def progress_curves(
     model: nn.Module, dataset: ModularDataset, snapshots: Mapping[str, Tensor | Sequence[Tensor]],
     *, loss: str = "mse", key_freqs: Sequence[int] | None = None, gap: float = KEY_GAP,
+    definition: str = "logits",
 ) -> ProgressCurves:
     """The progress measures at every snapshot of a run, over the final model's key
     frequencies, and Nanda et al.'s three phases located on them.
@@ -307,12 +369,12 @@ def progress_curves(
         dataset: the run's dataset.
         snapshots: a checkpoint's snapshots: "step" (snapshots,) and weights by state_dict
             name, each (snapshots, *shape).
-        loss, key_freqs, gap: as in `progress_measures`.
+        loss, key_freqs, gap, definition: as in `progress_measures`.
 
     Returns:
         A `ProgressCurves`.
     """
-    _check_loss(loss)
+    _check_loss(loss, definition)
     if "step" not in snapshots:
         raise ValueError("`snapshots` has no 'step' entry: pass a checkpoint's snapshots.")
     steps = torch.as_tensor(snapshots["step"]).to(torch.float64).reshape(-1)
@@ -334,11 +396,11 @@ def progress_curves(
         for i in range(len(steps)):
             for k in names:
                 params[k].copy_(snapshots[k][i])
-            rows.append(_measures(_all_logits(copy_, dataset), dataset, freqs, loss))
+            rows.append(_table(copy_, dataset, freqs, loss, definition))
     table = torch.tensor(rows, dtype=torch.float64).reshape(len(steps), 4)
     train, test, restricted, excluded = table.unbind(1)
     return ProgressCurves(
         steps=steps, train_loss=train, test_loss=test, restricted_loss=restricted,
         excluded_loss=excluded, key_freqs=freqs, loss=loss,
         phases=nanda_phases(steps, train, test, restricted, excluded),
-        unsnapshotted=tuple(k for k in state if k not in names))
+        unsnapshotted=tuple(k for k in state if k not in names), definition=definition)

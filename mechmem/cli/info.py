@@ -1,19 +1,25 @@
 """`mechmem info CKPT`: what a checkpoint holds, without analysing it."""
 
 import argparse
+from typing import Any
 
-from ..checkpoint import load_checkpoint
+from ..checkpoint import Checkpoint
+from .analyze import add_trust_flag, load_source
 
 
 def register(sub: argparse._SubParsersAction) -> None:
     p = sub.add_parser("info", help="show what a checkpoint holds",
                        description="Show a checkpoint's model, dataset and training record.")
-    p.add_argument("checkpoint", help="path to a .pt file written by mechmem")
+    p.add_argument("checkpoint", help="path to a .pt file written by mechmem, or a "
+                   "TransformerLens model file (docs/transformer-lens.md)")
+    add_trust_flag(p)
     p.set_defaults(handler=run)
 
 
 def run(args: argparse.Namespace) -> int:
-    ckpt = load_checkpoint(args.checkpoint)
+    ckpt = load_source(args.checkpoint, args.trust_pickled_code)
+    if not isinstance(ckpt, Checkpoint):
+        return _lens_info(ckpt)
     ds, cfg = ckpt.dataset, ckpt.model.cfg
     print(f"checkpoint  {ckpt.path}")
     if ckpt.name:
@@ -31,4 +37,22 @@ def run(args: argparse.Namespace) -> int:
               f" {', '.join(ckpt.history)}")
     if ckpt.snapshots:
         print(f"snapshots   {len(ckpt.snapshots.get('step', []))}")
+    return 0
+
+
+def _lens_info(run: Any) -> int:
+    """What a TransformerLens model file holds (`mechmem.interop.TransformerLensRun`)."""
+    cfg, ds = run.model.cfg, run.dataset
+    print(f"file        {run.path}")
+    print(f"model       TransformerLens HookedTransformer d_model={cfg.d_model}"
+          f" heads={cfg.n_heads} d_mlp={cfg.d_mlp} layers={cfg.n_layers} act={cfg.act_fn}")
+    print("dataset     " + ("none recorded (pass the split to analyze(run, dataset))" if ds is None
+                            else f"op={ds.spec.op} p={ds.p} alpha={ds.spec.train_frac}"
+                                 f" xi={ds.spec.corrupt_frac} train={ds.n_train}"
+                                 f" corrupted={ds.n_corrupted}"))
+    steps = run.history.get("step", [])
+    print(f"history     {len(steps)} evaluations: {', '.join(run.history)}" if steps else
+          "history     none recorded")
+    if run.snapshots:
+        print(f"snapshots   {len(run.snapshots.get('step', []))}")
     return 0

@@ -6,8 +6,8 @@ from typing import Any
 import torch
 
 from ._plot import (
-    ACCURACIES,
     Panel,
+    accuracies_of,
     axis_name,
     axis_ref,
     base_layout,
@@ -33,7 +33,7 @@ def pruning_panel(analysis: Any) -> Panel:
     for i, ((order, title), domain) in enumerate(zip(PRUNING_ORDERS, domains, strict=True)):
         curve = curves[order]
         x = numbers(curve.fraction)
-        for key, label, color in ACCURACIES:
+        for key, label, color in accuracies_of(analysis):
             traces.append({
                 "type": "scatter", "mode": "lines", "name": label, "legendgroup": key,
                 "showlegend": i == 0, "x": x, "y": numbers(getattr(curve, key)),
@@ -49,18 +49,25 @@ def pruning_panel(analysis: Any) -> Panel:
                                      "tickformat": ".0%",
                                      **({"title": {"text": "accuracy"}} if i == 0 else {})}
     layout["annotations"] = panel_titles([t for _, t in PRUNING_ORDERS], domains)
-    asc60 = curves["ipr_ascending"].at(0.6)
-    desc30 = curves["ipr_descending"].at(0.3)
-    caption = (
-        "Accuracies as hidden neurons are zeroed one at a time without retraining, in three "
-        "orders: removing the least periodic neurons first erases memorization while test "
-        "accuracy holds (here, at 60% removed: memorization "
-        f"{percent(asc60['corrupted_memorized'])}, test "
-        f"{percent(asc60['test'])}), removing the most periodic first destroys "
-        f"generalization (test {percent(desc30['test'])} at 30% removed), and the "
-        "random order is the control."
-    )
+    caption = _pruning_caption(analysis)
     return Panel("pruning", "Pruning curves", caption, {"data": traces, "layout": layout})
+
+
+def _pruning_caption(analysis: Any) -> str:
+    """How to read the pruning curves, with this run's numbers: what removing each end of the
+    IPR ranking does, stated from the curves, never assumed."""
+    curves = analysis.pruning.curves
+    asc60, desc30 = curves["ipr_ascending"].at(0.6), curves["ipr_descending"].at(0.3)
+    head = ("Accuracies as hidden neurons are zeroed one at a time without retraining, in three "
+            "orders (lowest IPR first, highest IPR first, and a random order as the control). ")
+    if analysis.accuracy.n_corrupted == 0:
+        return head + (f"This run has no corrupted labels: at 60% removed lowest-IPR first, train "
+                       f"{percent(asc60['train'])} and test {percent(asc60['test'])}; at 30% "
+                       f"removed highest-IPR first, test {percent(desc30['test'])}.")
+    return head + (f"At 60% removed lowest-IPR first: memorized labels "
+                   f"{percent(asc60['corrupted_memorized'])}, test {percent(asc60['test'])} "
+                   f"(the paper's coexistence network: memorization falls to ~2% while test holds "
+                   f"~99%); at 30% removed highest-IPR first: test {percent(desc30['test'])}.")
 
 
 def logits_panel(analysis: Any) -> Panel:

@@ -13,6 +13,7 @@ from ._plot import (
     axis_name,
     axis_ref,
     base_layout,
+    class_names,
     numbers,
     panel_titles,
     side_by_side,
@@ -58,10 +59,11 @@ def spectra_panel(analysis: Any) -> Panel:
         layout["shapes"] = [{"type": "line", "xref": "paper", "x0": 0, "x1": 1, "yref": "y",
                              "y0": n_gen - 0.5, "y1": n_gen - 0.5,
                              "line": {"color": "white", "width": 1.5, "dash": "dot"}}]
+    high, low = class_names(analysis)
     caption = ("Each row is one neuron (highest IPR on top; the dotted line separates the "
-               f"{n_gen} generalizing neurons from the rest) and each cell the share of that "
+               f"{n_gen} {high} neurons from the {low} ones) and each cell the share of that "
                "neuron's spectral power at one frequency: a single bright cell per row is a "
-               "periodic, generalizing neuron, a smear across frequencies a memorizing one.")
+               "periodic neuron, a smear across frequencies a non-periodic one.")
     return Panel("spectra", "Neuron Fourier spectra", caption,
                  {"data": traces, "layout": layout})
 
@@ -104,17 +106,18 @@ def _weights_panel(analysis: Any, neurons: list[int], key: str, which: str) -> P
     layout["annotations"] = panel_titles([t for t, _, _ in vectors], domains)
     caption = (f"The weights of the {len(neurons)} {which} neurons, each residue r placed at "
                "(f c(r) mod P) / P, its position within the neuron's dominant period (f the "
-               "neuron's frequency, c the task coordinate, P its period): a generalizing neuron "
-               "draws one clean cosine in its U row, V row and W column, a memorizing neuron "
+               "neuron's frequency, c the task coordinate, P its period): a periodic neuron "
+               "draws one clean cosine in its U row, V row and W column, a non-periodic one "
                "a cloud.")
     return Panel(key, f"The {which} neurons", caption, {"data": traces, "layout": layout})
 
 
 def _no_weights(analysis: Any) -> str:
-    return (f"The {analysis.ipr.site} neurons of this model have no weights that read both "
-            "operands' residues and write the logits (attention or another layer lies in "
-            "between), so there are no weight spectra to show; the frequency chart below "
-            "reads each neuron's key frequency from its activations instead.")
+    return (f"Weight Fourier phases: the {analysis.ipr.site} neurons of this model have no "
+            "weights that read both operands' residues and write the logits (attention or "
+            "another layer lies in between), so there are no weight spectra to show; the "
+            "frequency chart below reads each neuron's key frequency from its activations "
+            "instead.")
 
 
 def _live_by_ipr(analysis: Any) -> list[int] | str:
@@ -154,10 +157,11 @@ def neuron_weights_panel(analysis: Any, neurons: Sequence[int]) -> Panel:
 def frequency_panel(analysis: Any) -> Panel:
     """Stacked bars: neurons per dominant frequency, split by class."""
     fourier, classes = analysis.fourier, analysis.neurons
+    high, low = class_names(analysis)
     title = "Neurons per dominant frequency"
     caption = ("How many neurons have each frequency as their strongest (DC excluded), split "
-               "by class: the generalizing neurons show which frequencies the network's "
-               "periodic circuit uses, while a memorizing neuron's strongest frequency is "
+               f"by class: the {high} neurons show which frequencies the network's "
+               f"periodic circuit uses, while a {low} neuron's strongest frequency is "
                "incidental.")
     if fourier is not None:
         dominant = [int(f) for f in fourier.dominant_freq]
@@ -167,16 +171,16 @@ def frequency_panel(analysis: Any) -> Panel:
         caption = ("How many neurons have each key frequency (the frequency explaining most of "
                    "the variance of the neuron's activation over all input pairs; mean share "
                    f"explained {float(fr.frac_explained.nanmean()):.2f}), split by class: the "
-                   "generalizing neurons show which frequencies the network's periodic circuit "
+                   f"{high} neurons show which frequencies the network's periodic circuit "
                    "uses.")
     freqs = sorted({f for f in dominant if f >= 0})
     if not freqs:
         return Panel("frequencies", title, caption, note="Every neuron is dead: no frequencies.")
     traces = []
-    for label in ("generalizing", "memorizing"):
+    for label, name in (("generalizing", high), ("memorizing", low)):
         counts = [sum(1 for d, c in zip(dominant, classes.labels, strict=True)
                       if d == f and c == label) for f in freqs]
-        traces.append({"type": "bar", "name": f"{label} neurons", "x": freqs, "y": counts,
+        traces.append({"type": "bar", "name": f"{name} neurons", "x": freqs, "y": counts,
                        "marker": {"color": CLASS_COLORS[label]}})
     layout = base_layout(360, barmode="stack",
                          xaxis={"title": {"text": "dominant frequency"}, "type": "category"},
@@ -221,14 +225,15 @@ def batchnorm_panel(analysis: Any) -> Panel:
                      note="This model has no BatchNorm layer, so there are no BatchNorm factors "
                           "to show.")
     labels = analysis.neurons.labels
+    high, low = class_names(analysis)
     domains = side_by_side(2, gap=0.1)
     traces = []
     for i, (values, name) in enumerate(((bn.gamma_abs, "|gamma|"),
                                         (bn.gain, "gain gamma / sqrt(var + eps)"))):
-        for label in ("generalizing", "memorizing"):
+        for label, cls in (("generalizing", high), ("memorizing", low)):
             idx = [k for k, c in enumerate(labels) if c == label]
             traces.append({
-                "type": "scatter", "mode": "markers", "name": f"{label} neurons",
+                "type": "scatter", "mode": "markers", "name": f"{cls} neurons",
                 "legendgroup": label, "showlegend": i == 0, "x": numbers(bn.ipr[idx]),
                 "y": numbers(values[idx]), "customdata": idx,
                 "marker": {"color": CLASS_COLORS[label], "size": 5, "opacity": 0.7},
@@ -243,6 +248,6 @@ def batchnorm_panel(analysis: Any) -> Panel:
         layout[axis_name("y", i)] = {"anchor": axis_ref("x", i), "title": {"text": name}}
     caption = ("Each dot is one neuron: BatchNorm's |gamma| (left) and effective gain (right) "
                "against its IPR; a rising cloud means BatchNorm amplifies periodic neurons and "
-               f"damps memorizing ones (Pearson {bn.pearson:.2f}, Spearman {bn.spearman:.2f} "
+               f"damps non-periodic ones (Pearson {bn.pearson:.2f}, Spearman {bn.spearman:.2f} "
                f"for |gamma|; {bn.pearson_gain:.2f} and {bn.spearman_gain:.2f} for the gain).")
     return Panel("batchnorm", title, caption, {"data": traces, "layout": layout})

@@ -23,20 +23,51 @@ import plotly.offline
 from .. import __version__
 from .._files import check_destination, write_atomically
 from ._figures import PANELS, panel_figure
-from ._plot import ACCURACIES, Panel, percent
+from ._plot import Panel, accuracies_of, class_names, percent
 from ._training import NO_HISTORY
 
+# Each phase's label and what it means by definition (the paper's Table 2), true of any run in
+# it; `phase_story` says what it means for one run, with that run's numbers.
 PHASES = {
-    "coexistence": ("Coexistence", "it memorized the corrupted labels and generalized at the "
-                    "same time"),
-    "partial_inversion": ("Partial inversion", "it generalized and unlearned part of the "
-                          "corrupted labels"),
-    "full_inversion": ("Full inversion", "it generalized and predicts the true rule even on the "
-                       "examples it was taught wrongly"),
-    "memorization": ("Memorization", "it memorized its training set without generalizing"),
-    "forgetting": ("Forgetting", "it generalized at some point during training, then lost it"),
-    "confusion": ("Confusion", "it neither memorized its training set nor generalized"),
+    "generalization": ("Generalization", "test accuracy >= 90% on a training set without "
+                       "corrupted labels (xi = 0)"),
+    "coexistence": ("Coexistence", "train and test accuracy both >= 90%: the network "
+                    "generalizes while fitting its training labels, corrupted ones included"),
+    "partial_inversion": ("Partial inversion", "test accuracy >= 90%, train accuracy below 90% "
+                          "but above 1.05 - xi: part of the corrupted labels are not fitted"),
+    "full_inversion": ("Full inversion", "test accuracy >= 90%, train accuracy below 1.05 - xi: "
+                       "the corrupted labels are not fitted"),
+    "memorization": ("Memorization", "train accuracy >= 90%, test accuracy below: the training "
+                     "set is fitted without generalizing"),
+    "forgetting": ("Forgetting", "both below 90% at the end, after test accuracy reached 90% "
+                   "earlier in training"),
+    "confusion": ("Confusion", "both below 90%, and test accuracy never reached 90%"),
 }
+
+
+def phase_story(analysis: Any) -> str:
+    """What the phase means for this run, with its numbers; every clause is measured."""
+    phase, acc = str(analysis.phase.phase), analysis.accuracy
+    train, test = percent(float(acc.train)), percent(float(acc.test))
+    kept = percent(float(acc.corrupted_memorized))
+    true = percent(float(acc.corrupted_true))
+    corrupted = bool(getattr(analysis, "has_corrupted", True)) and acc.n_corrupted > 0
+    if phase == "generalization":
+        return (f"it generalizes (test {test}, train {train}); its training set has no "
+                "corrupted labels to memorize")
+    if phase in ("coexistence", "partial_inversion", "full_inversion") and corrupted:
+        return (f"it generalizes (test {test}) and gives {kept} of its {acc.n_corrupted} "
+                f"corrupted training examples their corrupted label, {true} their true one "
+                f"(train {train})")
+    if phase == "memorization":
+        extra = f", {kept} of its corrupted labels included" if corrupted else ""
+        return f"it fits its training set (train {train}{extra}) without generalizing (test {test})"
+    if phase == "forgetting":
+        return f"its test accuracy reached 90% during training and ends at {test} (train {train})"
+    if phase == "confusion":
+        return f"it neither fits its training set (train {train}) nor generalizes (test {test})"
+    return f"test {test}, train {train}"
+
 
 # Plotly reads this before it loads: never look for or fetch MathJax.
 _PRELUDE = 'window.PlotlyConfig = {MathJaxConfig: "local"};'
@@ -130,22 +161,26 @@ def _table(rows: list[tuple[str, str]], header: tuple[str, str] | None = None) -
 
 def _final_step(analysis: Any) -> str:
     steps = analysis.history.get("step") if analysis.history else None
-    return f"{float(steps[-1]):g}" if steps else "n/a"
+    return f"{float(steps[-1]):g}" if steps else "unknown (no training history)"
 
 
 def summary_html(analysis: Any) -> str:
     """The run summary: name, phase, the five accuracies, neuron counts and every setting."""
     phase = str(analysis.phase.phase)
-    label, meaning = PHASES.get(phase, (phase, ""))
+    label = PHASES.get(phase, (phase, ""))[0]
+    meaning = phase_story(analysis)
     acc = analysis.accuracy
-    accuracies = [(lbl, percent(float(getattr(acc, key)))) for key, lbl, _ in ACCURACIES]
+    accuracies = [(lbl, percent(float(getattr(acc, key))))
+                  for key, lbl, _ in accuracies_of(analysis)]
     classes, ipr = analysis.neurons, analysis.ipr
+    high, low = class_names(analysis)
+    evidence = getattr(analysis, "evidence", None)
     threshold = float(classes.threshold)
     neurons = [
         ("width (hidden neurons)" if ipr.site == "hidden" else f"neurons at {ipr.site}",
          str(int(ipr.combined.numel()))),
-        ("generalizing", str(classes.generalizing)),
-        ("memorizing", str(classes.memorizing)),
+        (f"{high} (IPR at or above the threshold)", str(classes.generalizing)),
+        (f"{low} (IPR below it)", str(classes.memorizing)),
         ("dead (zero or non-finite weights)", str(classes.dead)),
         ("IPR threshold", f"{threshold:.3g} ({classes.method})" if math.isfinite(threshold)
          else f"n/a ({classes.method})"),
@@ -158,15 +193,17 @@ def summary_html(analysis: Any) -> str:
     name_html = (f'<span class="run-name">{escape(name)}</span>' if name
                  else '<span class="run-name">unnamed run</span>')
     story = f": {escape(meaning)}" if meaning else ""
+    names = ("" if evidence is None else
+             f'<p class="class-names">Neuron classes named from '
+             f'{"pruning" if evidence.basis == "causal" else "their IPR only"}: '
+             f"{escape(evidence.reason)}</p>")
     return (
         f"<h1>mechmem report</h1><p>Run {name_html}</p>"
         f'<p class="lead">Phase <span class="phase">{escape(label)}</span>{story}. '
         f"<span class=\"reason\">{escape(analysis.phase.reason)}</span></p>"
-        + "".join(f'<p class="not-applicable">{escape(n)}</p>'
-                  for n in getattr(analysis, "notes", ()))
         + '<div class="cards">'
         f"<div><h3>Accuracies</h3>{_table(accuracies, ('measured on', 'accuracy'))}</div>"
-        f"<div><h3>Neurons</h3>{_table(neurons)}</div>"
+        f"<div><h3>Neurons</h3>{_table(neurons)}{names}</div>"
         "</div><h3>Settings</h3>"
         '<div class="settings">'
         + "".join(f'<div><span class="k">{escape(k)}</span><span class="v">{escape(v)}</span>'
@@ -187,22 +224,16 @@ _SECTIONS = (
 _QUIET = frozenset({"weights-least", "site-ipr"})
 
 
-def _applies(key: str, analysis: Any) -> bool:
-    """False for the progress measures of a model without them (an MLP): the summary's notes
-    already say why, so the page leaves the panel out."""
-    return key != "progress" or getattr(analysis, "progress", None) is not None
-
-
 def _sections(analysis: Any) -> list[tuple[str, str, list[Panel]]]:
+    """Every section's panels; a panel that cannot be drawn shows its note in its own place
+    (the page's headline carries no notes)."""
     out = []
     for key, title, keys in _SECTIONS:
         if key == "training" and not analysis.history.get("step"):
             panels = [Panel("training", "Training curves", "Training curves over steps.",
-                            note=NO_HISTORY)]
-            if _applies("progress", analysis):  # the end measures, known without a history
-                panels.append(PANELS["progress"](analysis))
+                            note=NO_HISTORY), PANELS["progress"](analysis)]
         else:
-            panels = [p for p in (PANELS[k](analysis) for k in keys if _applies(k, analysis))
+            panels = [p for p in (PANELS[k](analysis) for k in keys)
                       if p.figure is not None or p.key not in _QUIET]
         out.append((key, title, panels))
     return out

@@ -25,6 +25,21 @@ CLASS_COLORS = {"generalizing": "#1b9e77", "memorizing": "#d95f02", "dead": "#7f
 PART_COLORS = {"U": "#4c72b0", "V": "#55a868", "W": "#c44e52"}
 
 
+def accuracies_of(analysis: Any) -> tuple[tuple[str, str, str], ...]:
+    """The `ACCURACIES` that exist for a run: train and test only when its training set has
+    no corrupted examples (the other three would be empty or repeat train)."""
+    if analysis.accuracy.n_corrupted > 0:
+        return ACCURACIES
+    return tuple(a for a in ACCURACIES if a[0] in ("train", "test"))
+
+
+def class_names(analysis: Any) -> tuple[str, str]:
+    """(high-IPR, low-IPR) class names of an analysis: "generalizing" and "memorizing" only on
+    causal evidence (`Analysis.class_names`), "periodic" and "non-periodic" otherwise."""
+    names = getattr(analysis, "class_names", None)
+    return (str(names[0]), str(names[1])) if names is not None else ("periodic", "non-periodic")
+
+
 @dataclass(frozen=True)
 class Panel:
     """One figure of the report, or the sentence that stands in its place.

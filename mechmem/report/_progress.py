@@ -79,11 +79,22 @@ def progress_panel(analysis: Any) -> Panel:
         return Panel("progress", title, "", note="Progress measures apply to transformers: they "
                      "read key frequencies from a token embedding, which this model does not have.")
     freqs = ", ".join(map(str, progress.key_freqs)) or "none found"
-    caption_head = (
-        f"Restricted loss keeps only the logits' components along the key frequencies "
-        f"({freqs}, read from the final embedding) and the constant; excluded loss removes "
-        f"those components; both are {progress.loss} on the training set against the labels "
-        "trained on (corrupted ones included), log scale. ")
+    labels = ("against the labels trained on (corrupted ones included)"
+              if analysis.accuracy.n_corrupted else "")
+    if getattr(progress, "definition", "logits") == "mlp":
+        caption_head = (
+            "TransformerLens's grokking demo's definition: restricted loss reads the logits from "
+            "the MLP neurons' activations kept to their mean and their components along the key "
+            f"frequencies ({freqs}, read from the final embedding), {progress.loss} on the test "
+            "set; excluded loss removes those components from the activations, "
+            f"{progress.loss} on the training set {labels}; log scale. ")
+    else:
+        caption_head = (
+            f"Restricted loss keeps only the logits' components along the key frequencies "
+            f"({freqs}, read from the final embedding) and the constant; excluded loss removes "
+            f"those components; both are {progress.loss} on the training set {labels}, log "
+            "scale. ")
+    caption_head = caption_head.replace(" ,", ",").replace("  ", " ")
     curves = getattr(analysis, "progress_curves", None)
     if curves is None:
         return Panel("progress", title, caption_head,

@@ -32,8 +32,11 @@ from ._plot import (
 )
 
 # One colour per phase, whatever phases a sweep holds, so that diagrams compare at a glance:
-# greens and blues where the network generalizes, warm colours where it does not.
+# greens and blues where the network generalizes, warm colours where it does not. A cell
+# without corrupted labels (the xi = 0 row) that generalizes is "generalization", a light
+# green of its own beside coexistence's: nothing there is memorized alongside.
 PHASE_COLOURS: MappingProxyType[str, str] = MappingProxyType({
+    "generalization": "#a1d99b",
     "coexistence": "#2ca25f",
     "partial_inversion": "#6baed6",
     "full_inversion": "#08519c",
@@ -66,7 +69,10 @@ def _grid(result: SweepResult, metric: str) -> Grid:
 
 
 def _phase_label(phase: Any) -> str:
-    return PHASE_TEXT.get(phase, (str(phase), ""))[0]
+    """A phase's name in the sweep's legend, hover and table: generalization says it is the
+    phase of cells without corrupted labels (the xi = 0 row)."""
+    label = PHASE_TEXT.get(phase, (str(phase), ""))[0]
+    return label + " (xi = 0)" if phase == "generalization" else label
 
 
 def _hover(result: SweepResult, grid: Grid, what: Sequence[str]) -> list:
@@ -112,10 +118,22 @@ def _percent(x: float | None) -> str:
 
 def _ticks(values: Sequence[Any], most: int = 9) -> dict[str, Any]:
     """Ticks at the grid's own values (at most `most` of them), not plotly's round numbers,
-    which fall between cells."""
+    which fall between cells, and a range that spans the cells, so that a grid with no or
+    few finished cells draws the same axes as a finished one (plotly sizes an axis from its
+    data and overprints ticks when there is none)."""
     shown = list(values)[::max(1, -(-len(values) // most))]
-    return {"tickmode": "array", "tickvals": numbers(shown),
-            "ticktext": [f"{v:g}" if isinstance(v, float) else str(v) for v in shown]}
+    out: dict[str, Any] = {"tickmode": "array", "tickvals": numbers(shown),
+                           "ticktext": [f"{v:g}" if isinstance(v, float) else str(v)
+                                        for v in shown]}
+    try:
+        grid = sorted(float(v) for v in values)
+    except (TypeError, ValueError):
+        return out
+    half = min((b - a for a, b in zip(grid, grid[1:], strict=False) if b > a),
+               default=max(abs(grid[0]), 1.0) if grid else 1.0) / 2
+    if grid:
+        out["range"] = [grid[0] - half, grid[-1] + half]
+    return out
 
 
 def _panels(grid: Grid, z: list, text: list, trace: Mapping[str, Any],
@@ -156,7 +174,8 @@ _NO_LEGEND = {"height": 370, "margin": {"l": 60, "r": 20, "t": 30, "b": 50}}
 
 def phase_diagram_figure(result: SweepResult) -> go.Figure:
     """The phase of every cell in fixed colours (`PHASE_COLOURS`), one panel per
-    value of the panel axis, like the paper's Fig. 3; the legend names all six phases.
+    value of the panel axis, like the paper's Fig. 3; the legend names every phase (the paper's
+    six, and generalization, which only a cell without corrupted labels can be in).
 
     Args:
         result: a sweep, finished or not (`mechmem.sweep.load_sweep`).
@@ -179,7 +198,8 @@ def phase_diagram_figure(result: SweepResult) -> go.Figure:
     spec = _panels(grid, z, _hover(result, grid, ("phase", "accuracies", "ipr")), trace, {})
     # Dataless markers give every phase a legend entry, present in the sweep or not.
     spec["data"] += [
-        {"type": "scatter", "x": [None], "y": [None], "mode": "markers", "name": _phase_label(p),
+        {"type": "scatter", "x": [None], "y": [None], "mode": "markers",
+         "name": _phase_label(p),
          "marker": {"symbol": "square", "size": 13, "color": PHASE_COLOURS[p]},
          "hoverinfo": "skip", "showlegend": True, "xaxis": "x", "yaxis": "y"}
         for p in PHASES
@@ -259,7 +279,7 @@ _SECTIONS = (
     ("ipr", "Mean IPR", (
         ("ipr", "Mean inverse participation ratio of the neurons",
          "High where neurons are periodic (one Fourier frequency each, the generalizing "
-         "solution); low where they are spread over many frequencies (memorizing)."),
+         "solution); low where they are spread over many frequencies (non-periodic)."),
     )),
 )
 
@@ -296,7 +316,7 @@ def _header_html(result: SweepResult) -> str:
             for f, values in config.axes]
     counts = result.phase_counts()
     phases = [(f'<span class="swatch" style="background:{PHASE_COLOURS[p]}"></span>'
-               f"{escape(PHASE_TEXT[p][0])}", str(counts.pop(p, 0)), PHASE_TEXT[p][1])
+               f"{escape(_phase_label(p))}", str(counts.pop(p, 0)), PHASE_TEXT[p][1])
               for p in PHASES]
     phases += [(escape(p), str(n), "not a phase this mechmem knows") for p, n in counts.items()]
     if done < total:

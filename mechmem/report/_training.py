@@ -10,7 +10,16 @@ import numpy as np
 import torch
 
 from ..analysis.dynamics import Dynamics
-from ._plot import ACCURACIES, CLASS_COLORS, PART_COLORS, Panel, base_layout, numbers, vline
+from ._plot import (
+    CLASS_COLORS,
+    PART_COLORS,
+    Panel,
+    accuracies_of,
+    base_layout,
+    class_names,
+    numbers,
+    vline,
+)
 
 # history key of each accuracy (see the trainer's history record)
 _HISTORY_ACC = {
@@ -31,14 +40,21 @@ def _series(history: Mapping[str, Sequence[float]], key: str) -> np.ndarray | No
     return np.asarray([float(v) for v in values], dtype=np.float64)
 
 
+def _clean(dynamics: Dynamics) -> bool:
+    """A run without corrupted labels: `training_dynamics` had no inversion level."""
+    return dynamics.inversion_level is None
+
+
 def _stage_marks(dynamics: Dynamics | None) -> tuple[list[dict], list[dict]]:
-    """Lines at memorization, grokking and forgetting and a band from the train-accuracy peak
-    to the unlearning step, each labelled above the plot on its own row."""
+    """Lines at memorization (train 90% in a run without corrupted labels), grokking and
+    forgetting and a band from the train-accuracy peak to the unlearning step, each labelled
+    above the plot on its own row."""
     shapes: list[dict] = []
     notes: list[dict] = []
     if dynamics is None:
         return shapes, notes
-    for event, label, color, row in ((dynamics.memorization, "memorization", "#1f77b4", 0),
+    fit = "train 90%" if _clean(dynamics) else "memorization"
+    for event, label, color, row in ((dynamics.memorization, fit, "#1f77b4", 0),
                                      (dynamics.grokking, "grokking", "#d62728", 1),
                                      (dynamics.forgetting, "forgetting", "#7f7f7f", 3)):
         if event.step is not None:
@@ -76,7 +92,7 @@ def stage_sentence(dynamics: Dynamics | None) -> str:
     parts = []
     if dynamics.memorization.step is not None:
         parts.append(f"train accuracy first reaches 90% at step {dynamics.memorization.step}"
-                     " (memorization)")
+                     + ("" if _clean(dynamics) else " (memorization)"))
     if dynamics.grokking.step is not None:
         parts.append(f"test accuracy first reaches 90% at step {dynamics.grokking.step}"
                      " (grokking)")
@@ -87,6 +103,12 @@ def stage_sentence(dynamics: Dynamics | None) -> str:
     if dynamics.forgetting.step is not None:
         parts.append(f"the weights collapse at step {dynamics.forgetting.step} and test "
                      "accuracy is lost (forgetting)")
+    by_reason: dict[str, list[str]] = {}  # the events the record cannot tell, by why not
+    for name, e in (("memorization", dynamics.memorization), ("grokking", dynamics.grokking),
+                    ("forgetting", dynamics.forgetting)):
+        if e.unknown:
+            by_reason.setdefault(str(e.reason).rstrip("."), []).append(name)
+    parts += [f"{' and '.join(names)} unknown: {reason}" for reason, names in by_reason.items()]
     return "; ".join(parts) if parts else "no memorization or grokking stage shows in this run"
 
 
@@ -95,7 +117,7 @@ def _lines(analysis: Any, which: str) -> list[tuple[str, str, str]]:
     history = analysis.history
     palette = ("#8172b3", "#937860", "#da8bc3", "#8c8c8c", "#ccb974", "#64b5cd")
     if which == "accuracy":
-        return [(_HISTORY_ACC[k], label, color) for k, label, color in ACCURACIES]
+        return [(_HISTORY_ACC[k], label, color) for k, label, color in accuracies_of(analysis)]
     if which == "loss":
         return [("train_loss", "train loss", "#1f77b4"), ("test_loss", "test loss", "#d62728")]
     if which == "norms":
@@ -132,15 +154,23 @@ def _curve_caption(analysis: Any, which: str) -> str:
                 "against the labels trained on); marked stages: "
                 f"{stage_sentence(analysis.dynamics)}.")
     if which == "loss":
+        stages = f" Marked stages: {stage_sentence(analysis.dynamics)}."
+        if not getattr(analysis, "has_corrupted", True):
+            return ("Train and test loss on a log scale: test loss falls when the network "
+                    "generalizes (this training set has no corrupted labels)." + stages)
         return ("Train loss (against the labels trained on, corrupted ones included) and test "
                 "loss on a log scale: test loss falls when the network generalizes, and train "
-                "loss stays up when it stops fitting the corrupted labels.")
+                "loss stays up while it does not fit the corrupted labels." + stages)
     if which == "norms":
-        return ("Frobenius norms of the weight matrices over training: weight decay holds "
-                "them in check, and a collapse towards zero is what forgetting looks like.")
+        wd = analysis.config.get("weight_decay")
+        held = ("weight decay holds them in check" if isinstance(wd, int | float) and wd > 0
+                else "this run has no weight decay to hold them in check" if wd == 0
+                else "weight decay, where there is any, holds them in check")
+        return (f"Frobenius norms of the weight matrices over training: {held}, and a collapse "
+                "towards zero is what forgetting looks like.")
     return ("The network's mean inverse participation ratio (of its primary neurons, and of "
             "its other neuron sites where it has them): it rises as neurons become periodic "
-            "(generalizing) and stays low while they memorize.")
+            "and stays low while they are not.")
 
 
 def curve_panel(analysis: Any, which: str) -> Panel:
@@ -180,17 +210,22 @@ def periodic_panel(analysis: Any) -> Panel:
                "line": {"color": CLASS_COLORS["generalizing"], "width": 2},
                "hovertemplate": "step %{x}: %{y:.1%} periodic<extra></extra>"}]
     fate = n.fate
+    low = class_names(analysis)[1]
     if fate is None:
-        story = f"The fate of the memorizing neurons is not followed: {n.fate_reason}"
+        story = f"The fate of the {low} neurons is not followed: {n.fate_reason}"
     else:
         c = fate.counts()
-        story = (f"Of the {c['cohort']} neurons memorizing at step {fate.step} (the first "
-                 f"snapshot once train accuracy reached 90%), by step {fate.final_step} "
-                 f"{c['pruned']} were pruned away by weight decay, {c['memorizing']} still "
-                 f"memorize and {c['periodic']} became periodic.")
+        wd = analysis.config.get("weight_decay")
+        faded = ("were pruned away by weight decay" if isinstance(wd, int | float) and wd > 0
+                 else "faded out")
+        story = (f"Of the {c['cohort']} {low} neurons at step {fate.step} (IPR below the "
+                 f"threshold at the first snapshot once train accuracy reached 90%), by step "
+                 f"{fate.final_step} {c['pruned']} {faded} (weight norm under "
+                 f"{fate.prune_level:.3g}, 10% of the median), {c['memorizing']} are still "
+                 f"{low} and {c['periodic']} became periodic.")
     caption = (f"The share of the {n.site} neurons whose IPR is at or above the threshold "
                f"{n.threshold:.3g} at each weight snapshot: it rises as the network builds "
-               f"its periodic, generalizing circuit. {story}")
+               f"a periodic circuit. {story}")
     figure = _over_steps(traces, d, "share of neurons periodic",
                          range=[-0.02, 1.05], tickformat=".0%")
     return Panel("periodic-neurons", title, caption, figure)
@@ -240,8 +275,9 @@ def ipr_histogram_panel(analysis: Any) -> Panel:
     )
     when = ("at the first snapshot (grey) and at the end (green)" if start is not None
             else "at the end of training (no earlier weight snapshots are stored)")
-    caption = (f"How many neurons have each IPR {when}: periodic, generalizing neurons sit near "
-               "1 and memorizing ones near 0, and the dashed line is the threshold that "
-               "separates the two classes.")
+    high, low = class_names(analysis)
+    caption = (f"How many neurons have each IPR {when}: periodic neurons sit near 1 and "
+               "neurons spread over many frequencies near 0; the dashed line is the threshold "
+               f"between the two classes ({high} at or above it, {low} below).")
     return Panel("ipr-histogram", "IPR histogram", caption,
                  {"data": traces, "layout": layout})
