@@ -153,6 +153,8 @@ class TransformerLensModel(nn.Module):
 
     def forward(self, inputs: Int[Tensor, "batch pos"]) -> Float[Tensor, "batch p"]:
         self._check(inputs)
+        if inputs.shape[0] == 0:  # a bridge's attention cannot reshape an empty batch
+            return self.W_E.new_zeros(0, self.cfg.p)
         return self._logits(self.model(inputs, return_type="logits"))
 
     def run_with_cache(

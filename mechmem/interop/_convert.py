@@ -94,7 +94,9 @@ def to_transformer_lens(model: HookedTransformer) -> nn.Module:
                 bias = name.endswith(".bias") or name.rsplit(".", 1)[-1] in _BIASES
                 state[name] = torch.zeros_like(value) if bias else value
     out.load_state_dict(state, strict=True)
-    out.to(W_E.device).eval()
+    if out.W_E.device != W_E.device:
+        out.to(W_E.device)
+    out.eval()
     _check_logits(model, out, _sample_pairs(c.p, W_E.device), "to_transformer_lens")
     return out
 

@@ -84,7 +84,7 @@ def plain_config(cfg: Any) -> dict[str, Any]:
     """A TransformerLens config (4.x's `TransformerBridgeConfig`, 3.x's
     `HookedTransformerConfig`) as plain data: its fields, numpy numbers as Python numbers, the
     dtype by name."""
-    if dataclasses.is_dataclass(cfg):
+    if "__dataclass_fields__" in type(cfg).__dict__:  # 3.x; 4.x's subclass adds fields
         items = [(f.name, getattr(cfg, f.name)) for f in dataclasses.fields(cfg) if f.init]
     else:
         items = [(k, v) for k, v in cfg.to_dict().items() if not k.startswith("_")]

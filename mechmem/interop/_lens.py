@@ -93,7 +93,9 @@ def build_model(cfg: Any) -> nn.Module:
         if major_version() >= 4:
             from transformer_lens.model_bridge import TransformerBridge
 
-            return TransformerBridge.boot_native(cfg, device=str(cfg.device or "cpu"))
+            # On the CPU (the default) without the device argument, which prints a line.
+            device = None if str(cfg.device or "cpu") == "cpu" else str(cfg.device)
+            return TransformerBridge.boot_native(cfg, device=device)
         return tl.HookedTransformer(cfg)
 
 
