@@ -175,14 +175,12 @@ class TransformerLensModel(nn.Module):
 
     def list_hooks(self) -> dict[str, int]:
         """Hook points of the wrapped model holding hooks: name -> how many."""
-        out: dict[str, int] = {}
-        seen: set[int] = set()
-        for name, hp in self.model.hook_dict.items():
-            # A bridge lists each hook point under its own name and its 3.x alias: count it once.
-            if id(hp) not in seen and (hp.fwd_hooks or hp.bwd_hooks):
-                out[name] = len(hp.fwd_hooks) + len(hp.bwd_hooks)
-            seen.add(id(hp))
-        return out
+        # A bridge lists a hook point under its own name and then its 3.x alias: count it once,
+        # under the alias (the name the analyzers hook).
+        names = {id(hp): name for name, hp in self.model.hook_dict.items()}
+        return {name: len(hp.fwd_hooks) + len(hp.bwd_hooks)
+                for name, hp in self.model.hook_dict.items()
+                if names[id(hp)] == name and (hp.fwd_hooks or hp.bwd_hooks)}
 
     def neuron_sites(self) -> tuple[NeuronSite, ...]:
         """The embedding dimensions (W_E's columns over the p residue tokens; the `=` token is

@@ -253,7 +253,7 @@ def _snapshots(obj: Mapping[str, Any], model: nn.Module, path: Path) -> dict[str
     except (ValueError, RuntimeError) as e:
         raise ValueError(f"{path}: a state_dict of its \"checkpoints\" is no TransformerLens "
                          f"state_dict ({str(e).splitlines()[0]}).") from None
-    params = dict(model.named_parameters())
+    params = dict(nn.Module.named_parameters(model))
     for key, name in parameter_names(model).items():
         param = params[name]
         try:

@@ -170,7 +170,8 @@ def to_model_format(state: Mapping[str, Tensor], model: nn.Module) -> dict[str, 
 
 
 def parameter_names(model: nn.Module) -> dict[str, str]:
-    """State-dict key -> `named_parameters` name, for each parameter (they differ on a bridge)."""
-    by_id = {id(p): name for name, p in model.named_parameters()}
+    """State-dict key -> the parameter's module path (what a module holding `model` names it,
+    `nn.Module.named_parameters`; a bridge's own `named_parameters` and state dict rename it)."""
+    by_id = {id(p): name for name, p in nn.Module.named_parameters(model)}
     return {key: by_id[id(t)] for key, t in model.state_dict(keep_vars=True).items()
             if id(t) in by_id}
