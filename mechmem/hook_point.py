@@ -76,8 +76,8 @@ class HookPoint(nn.Module):
         is_permanent: bool = False,
         level: int | None = None,
         prepend: bool = False,
-    ) -> None:
-        """Attach ``hook(tensor, hook=self)``.
+    ) -> LensHandle:
+        """Attach ``hook(tensor, hook=self)``; returns its handle (as TransformerLens 4 does).
 
         Args:
             hook: called with the activation ("fwd") or its gradient ("bwd"); a returned tensor
@@ -112,6 +112,7 @@ class HookPoint(nn.Module):
             handles.insert(0, lens_handle)
         else:
             handles.append(lens_handle)
+        return lens_handle
 
     def has_hooks(
         self, dir: str = "both", including_permanent: bool = True, level: int | None = None

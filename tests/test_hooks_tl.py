@@ -543,7 +543,7 @@ def test_cache_remove_batch_dim(toy, x):
     with pytest.warns(UserWarning, match="already having removed it"):
         cache.remove_batch_dim()
     _, big = toy.run_with_cache(x)
-    with pytest.raises(ValueError, match="batch larger than one"):
+    with pytest.raises(ValueError, match=r"batch size 2 \(larger than one\)"):
         big.remove_batch_dim()
 
 

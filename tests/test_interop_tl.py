@@ -8,6 +8,12 @@ import torch
 
 tl = pytest.importorskip("transformer_lens")
 
+from mechmem.interop import major_version  # noqa: E402
+
+if major_version() >= 4:
+    pytest.skip("TransformerLens 3.x's HookedTransformer (tests/test_interop_tl4.py: 4.x)",
+                allow_module_level=True)
+
 import mechmem  # noqa: E402
 from mechmem import HookedTransformer, TransformerConfig, make_dataset  # noqa: E402
 from mechmem.analysis import ablate, accuracies, pruning_curves  # noqa: E402
