@@ -125,7 +125,9 @@ def test_remove_hooks_defaults_and_level_semantics():
     hp.add_hook(noop, "fwd", level=2)
     hp.remove_hooks("fwd", level=2)
     assert [(h.context_level, h.is_permanent) for h in hp.fwd_hooks] == [(2, True), (1, False)]
-    hp.remove_hooks("both", including_permanent=True, level=99)  # ignores level, as in TL
+    hp.remove_hooks("both", including_permanent=True, level=99)  # level 99 only, as in TL 4
+    assert len(hp.fwd_hooks) == 2 and len(hp.bwd_hooks) == 1
+    hp.remove_hooks("both", including_permanent=True)
     assert hp.fwd_hooks == [] and hp.bwd_hooks == []
     with pytest.raises(ValueError, match="'fwd', 'bwd' or 'both', got 'up'"):
         hp.remove_hooks("up")
