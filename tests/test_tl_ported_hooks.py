@@ -428,7 +428,6 @@ def test_remove_batch_dim_leaves_position_indexed_entries_alone(lens):
 
 
 def test_remove_batch_dim_refuses_true_batch_gt_1_despite_broadcast_entry(lens):
-    since_tl4(lens)
     cache = lens.ActivationCache(
         {"blocks.0.hook_resid_pre": torch.zeros(2, 5, 4),
          "blocks.0.hook_mlp_out": torch.zeros(2, 5, 4),
@@ -439,7 +438,6 @@ def test_remove_batch_dim_refuses_true_batch_gt_1_despite_broadcast_entry(lens):
 
 
 def test_apply_slice_to_batch_dim_skips_broadcast_entries(lens):
-    since_tl4(lens)
     cache = lens.ActivationCache(
         {"blocks.0.hook_resid_pre": torch.zeros(3, 5, 4),
          "blocks.0.hook_mlp_out": torch.zeros(3, 5, 4),
