@@ -317,3 +317,17 @@ def test_the_doc_runs_on_a_notebook_model(demo, tmp_path, monkeypatch):
             exec(compile(block, "docs/transformer-lens.md", "exec"), namespace)
     assert (tmp_path / "grokking.html").exists() and (tmp_path / "grokking.pt").exists()
     assert namespace["back"].cfg == namespace["mine"].cfg
+
+
+def test_transformer_lens_4_files_open_on_3(capsys):
+    # A file written by TransformerLens 4.3 (a boot_native bridge's module-named state dict and
+    # its config as plain data) opens on 3.9 as a HookedTransformer with the bridge's logits.
+    raw = torch.load("tests/data/transformer_lens_4_3.pt", weights_only=True)
+    assert "blocks.0.attn.q.weight" in raw["model"]
+    run = load_transformer_lens("tests/data/transformer_lens_4_3.pt")
+    assert type(run.model).__name__ == "HookedTransformer"
+    with torch.no_grad():
+        logits = run.model(run.dataset.model_inputs())[:, -1]
+    assert torch.allclose(logits, raw["logits"], atol=1e-5)
+    assert main(["analyze", "tests/data/transformer_lens_4_3.pt"]) == 0
+    assert "TransformerLens HookedTransformer" in capsys.readouterr().out

@@ -240,3 +240,11 @@ def test_caching_on_a_bridge_keeps_every_hook(demo):
     logits, cache = tlm.run_with_cache(ds.model_inputs()[:5])
     assert logits.shape == (5, P)
     assert {"blocks.0.mlp.hook_post", "blocks.0.hook_resid_post", "hook_embed"} <= set(cache.keys())
+
+
+def test_the_checked_in_transformer_lens_4_file_opens():
+    raw = torch.load("tests/data/transformer_lens_4_3.pt", weights_only=True)
+    run = load_transformer_lens("tests/data/transformer_lens_4_3.pt")
+    with torch.no_grad():
+        logits = run.model(run.dataset.model_inputs())[:, -1]
+    assert torch.allclose(logits, raw["logits"], atol=1e-6)

@@ -41,6 +41,7 @@ from ._adapter import lens_config
 from ._lens import (
     build_config,
     build_model,
+    is_module_format,
     major_version,
     parameter_names,
     to_model_format,
@@ -199,7 +200,9 @@ def is_transformer_lens_payload(obj: Any) -> bool:
     return (isinstance(cfg, Mapping) and "d_model" in cfg) or hasattr(cfg, "d_model")
 
 
-def _config(raw: Any) -> Any:
+def _config(raw: Any, *, foreign: bool = False) -> Any:
+    """The installed line's config from a file's; `foreign`: the file was written by the other
+    line, whose extra fields (names, bookkeeping, features these models leave off) are dropped."""
     transformer_lens()
     fields = dict(raw) if isinstance(raw, Mapping) else plain_config(raw)
     if isinstance(fields.get("dtype"), str):
@@ -217,7 +220,9 @@ def _config(raw: Any) -> Any:
 
     known = {f.name for f in dataclasses.fields(HookedTransformerConfig) if f.init}
     unknown = sorted(set(fields) - known)
-    if unknown:
+    if foreign:
+        fields = {k: v for k, v in fields.items() if k in known}
+    elif unknown:
         raise ValueError(f"config fields unknown to this transformer-lens: {', '.join(unknown)}")
     return build_config(fields)
 
@@ -272,7 +277,7 @@ def _snapshots(obj: Mapping[str, Any], model: nn.Module, path: Path) -> dict[str
 def run_from_payload(obj: Mapping[str, Any], path: Path, *, op: str = "add") -> TransformerLensRun:
     """The `TransformerLensRun` of what a TransformerLens-style file held."""
     try:
-        cfg = _config(obj["config"])
+        cfg = _config(obj["config"], foreign=is_module_format(obj["model"]))
         lens = lens_config(cfg)
         model = build_model(cfg)
         model.load_state_dict(to_model_format(obj["model"], model), strict=True)
