@@ -248,3 +248,25 @@ def test_the_checked_in_transformer_lens_4_file_opens():
     with torch.no_grad():
         logits = run.model(run.dataset.model_inputs())[:, -1]
     assert torch.allclose(logits, raw["logits"], atol=1e-6)
+
+
+def test_the_doc_runs_on_4(demo, tmp_path, monkeypatch):
+    # Every Python block of docs/transformer-lens.md: the boot_native one (at p 23 instead of
+    # the demo's 113, to keep the suite fast), then the notebook, converter and file blocks on
+    # the model it built.
+    import re
+    from pathlib import Path
+
+    text = (Path(__file__).resolve().parent.parent / "docs" / "transformer-lens.md").read_text()
+    blocks = re.findall(r"```python\n(.*?)```", text, flags=re.S)
+    assert len(blocks) == 4 and "boot_native" in blocks[0] and "p = 113" in blocks[0]
+    monkeypatch.chdir(tmp_path)
+    namespace: dict = {}
+    with single_thread(), torch.random.fork_rng():
+        torch.manual_seed(0)
+        for block in [blocks[0].replace("p = 113", "p = 23")] + blocks[1:]:
+            exec(compile(block, "docs/transformer-lens.md", "exec"), namespace)
+    assert isinstance(namespace["model"], TransformerBridge)
+    assert (tmp_path / "grokking.html").exists() and (tmp_path / "grokking.pt").exists()
+    assert namespace["back"].cfg == namespace["mine"].cfg
+    assert isinstance(namespace["tl_model"], TransformerBridge)
