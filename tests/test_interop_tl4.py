@@ -270,3 +270,16 @@ def test_the_doc_runs_on_4(demo, tmp_path, monkeypatch):
     assert (tmp_path / "grokking.html").exists() and (tmp_path / "grokking.pt").exists()
     assert namespace["back"].cfg == namespace["mine"].cfg
     assert isinstance(namespace["tl_model"], TransformerBridge)
+
+
+def test_a_pickled_3x_config_is_refused_then_explained_on_4(capsys):
+    # TransformerLens 3.9's demo save pickles its HookedTransformerConfig, a class 4.x removed.
+    path = "tests/data/transformer_lens_3_9_pickled.pth"
+    with pytest.raises(ValueError, match="refused to load: it pickles TransformerLens's "
+                                         "HookedTransformerConfig"):
+        load_transformer_lens(path)
+    with pytest.raises(ValueError, match=r"which the installed TransformerLens 4.x no longer "
+                                         r"has: open it once where TransformerLens 3.x"):
+        load_transformer_lens(path, trust_pickled_code=True)
+    assert main(["analyze", path, "--trust-pickled-code"]) == 2
+    assert capsys.readouterr().err.count("\n") == 1

@@ -184,9 +184,17 @@ def read_model_file(path: Path, *, trust_pickled_code: bool = False) -> Any:
             if not trust_pickled_code:
                 raise ValueError(_refusal(path, found.group(1))) from None
             transformer_lens()  # the pickle imports it; say how to install it if missing
-            with warnings.catch_warnings():
-                warnings.simplefilter("ignore")
-                return torch.load(path, map_location="cpu", weights_only=False)
+            try:
+                with warnings.catch_warnings():
+                    warnings.simplefilter("ignore")
+                    return torch.load(path, map_location="cpu", weights_only=False)
+            except (ImportError, AttributeError):  # a class this line removed (4.x: 3.x's)
+                raise ValueError(
+                    f"{path}: it pickles TransformerLens's {found.group(1).rsplit('.', 1)[-1]}, "
+                    f"which the installed TransformerLens {major_version()}.x no longer has: "
+                    "open it once where TransformerLens 3.x is installed "
+                    '(pip install "transformer-lens>=3.9,<4") and re-save it with '
+                    "save_transformer_lens; the plain-data file opens on both lines.") from None
     except Exception:  # noqa: BLE001  (answered below with the checkpoint reader's sentence)
         pass
     return _read(path)  # not readable as plain data: raises its one-sentence error
