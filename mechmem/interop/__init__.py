@@ -1,12 +1,14 @@
 """mechmem with TransformerLens: its analyzers on TransformerLens's models, converters, files.
 
 - `TransformerLensModel` (and `adapt_model`): a TransformerLens model (4.x's `TransformerBridge`,
-  3.x's `HookedTransformer`) seen through
-  mechmem's neuron sites, so that `mechmem.analyze(tl_model, dataset)` runs every analyzer on it.
+  3.x's `HookedTransformer`) seen through mechmem's neuron sites, so that
+  `mechmem.analyze(tl_model, dataset)` runs every analyzer on it.
 - `to_transformer_lens`, `from_transformer_lens`: mechmem's transformer to TransformerLens's and
   back, logits equal.
 - `load_transformer_lens`, `save_transformer_lens`, `dataset_from_split`: TransformerLens-style
-  model files, opened safely (plain data) or, for pickled ones, only when trusted.
+  model files of either line, opened safely (plain data) or, for pickled ones, only when trusted.
+- `major_version`, `is_transformer_lens_model`: the installed line (from package metadata) and
+  whether an object is a TransformerLens model (from its class, probing nothing).
 
 Nothing here imports transformer_lens until a function needs it (`pip install "mechmem[tl]"`).
 See docs/transformer-lens.md.
