@@ -3,6 +3,7 @@ TransformerLens's `ActivationCache` methods, its `get_act_name` shorthand and it
 
 import re
 import warnings
+from collections import Counter
 from collections.abc import Mapping
 from typing import Any
 
@@ -210,23 +211,31 @@ class ActivationCache(dict[str, Tensor]):
             dict.__setitem__(self, name, value.to(device))
         return self
 
-    def remove_batch_dim(self) -> "ActivationCache":
+    def _batch_size(self) -> int:
+        """The batch size: the most common first axis among the activations (a cache may also
+        hold broadcast entries, first axis 1, or position-indexed ones, first axis seq)."""
+        counts = Counter(v.size(0) for v in self.values() if v.ndim > 0)
+        return counts.most_common(1)[0][0] if counts else 1
+
+    def remove_batch_dim(self, batch_size: int | None = None) -> "ActivationCache":
         """Drop the batch axis of a batch of one, in place; returns the cache.
 
-        Activations whose first axis is not 1 are left as they are (they have no batch axis),
-        as long as some activation has a first axis of 1.
+        Args:
+            batch_size: the batch size if known; default: the most common first axis of the
+                activations. Activations whose first axis is not 1 are left as they are (they
+                have no batch axis).
         """
         if not self.has_batch_dim:
             warnings.warn("Tried removing batch dimension after already having removed it.",
                           stacklevel=2)
             return self
-        if not any(v.size(0) == 1 for v in self.values()):
+        size = self._batch_size() if batch_size is None else batch_size
+        if size != 1:
             shapes = {k: tuple(v.shape) for k, v in self.items()}
-            raise ValueError(
-                f"Cannot remove the batch dimension of a batch larger than one; shapes: {shapes}."
-            )
+            raise ValueError(f"Cannot remove the batch dimension of a cache with batch size "
+                             f"{size} (larger than one); shapes: {shapes}.")
         for name, value in list(self.items()):
-            if value.size(0) == 1:
+            if value.ndim > 0 and value.size(0) == 1:
                 dict.__setitem__(self, name, value[0])
         self.has_batch_dim = False
         return self
@@ -254,7 +263,11 @@ class ActivationCache(dict[str, Tensor]):
         batch_slice = batch_slice if isinstance(batch_slice, Slice) else Slice(batch_slice)
         if not self.has_batch_dim and batch_slice.mode != "identity":
             raise ValueError(f"Cannot index the batch axis of a cache without one: {batch_slice}.")
-        sliced = {name: batch_slice.apply(value, dim=0) for name, value in self.items()}
+        # Broadcast entries (first axis 1 in a larger batch) have no batch axis to slice.
+        size = self._batch_size()
+        sliced = {name: batch_slice.apply(value, dim=0)
+                  if value.ndim > 0 and value.size(0) == size else value
+                  for name, value in self.items()}
         keeps_batch = self.has_batch_dim and batch_slice.mode != "int"
         return ActivationCache(sliced, self.model, has_batch_dim=keeps_batch)
 

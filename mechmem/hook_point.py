@@ -76,8 +76,8 @@ class HookPoint(nn.Module):
         is_permanent: bool = False,
         level: int | None = None,
         prepend: bool = False,
-    ) -> None:
-        """Attach ``hook(tensor, hook=self)``.
+    ) -> LensHandle:
+        """Attach ``hook(tensor, hook=self)``; returns its handle (as TransformerLens 4 does).
 
         Args:
             hook: called with the activation ("fwd") or its gradient ("bwd"); a returned tensor
@@ -112,6 +112,7 @@ class HookPoint(nn.Module):
             handles.insert(0, lens_handle)
         else:
             handles.append(lens_handle)
+        return lens_handle
 
     def has_hooks(
         self, dir: str = "both", including_permanent: bool = True, level: int | None = None
@@ -129,16 +130,17 @@ class HookPoint(nn.Module):
     ) -> None:
         """Remove hooks of direction `dir` ("fwd" by default, as in TransformerLens).
 
-        Without `including_permanent`, only non-permanent hooks of context `level` (any level if
-        None) go. With it, every hook of that direction goes, whatever its level.
+        The hooks of context `level` go (any level if None): the non-permanent ones, and with
+        `including_permanent` the permanent ones too (TransformerLens 4's rule; 3.x removed
+        permanent hooks of every level).
         """
         _check_direction(dir, _DIRECTIONS)
 
         def keep(handles: list[LensHandle]) -> list[LensHandle]:
             kept = []
             for h in handles:
-                if including_permanent or (
-                    not h.is_permanent and (level is None or h.context_level == level)
+                if (including_permanent or not h.is_permanent) and (
+                    level is None or h.context_level == level
                 ):
                     h.hook.remove()
                 else:

@@ -114,8 +114,9 @@ class HookedRootModule(nn.Module):
         is_permanent: bool = False,
         prepend: bool = False,
     ) -> None:
-        """Override to refuse hooks (by raising); called for every hook added through the root,
-        including those of `hooks()`, `run_with_hooks` and `run_with_cache`."""
+        """Override to refuse hooks (by raising); called for every hook a user adds through the
+        root (`add_hook`, `hooks()`, `run_with_hooks`), not for the caching hooks of
+        `run_with_cache` and `add_caching_hooks`, which only read."""
 
     def check_and_add_hook(
         self,
@@ -132,6 +133,16 @@ class HookedRootModule(nn.Module):
             hook_point, hook_point_name, hook, dir=dir, is_permanent=is_permanent, prepend=prepend
         )
         hook_point.add_hook(hook, dir=dir, is_permanent=is_permanent, level=level, prepend=prepend)
+
+    def _attach(self, name: HookTarget, hook: HookFn, dir: str, level: int | None,
+                check: bool) -> None:
+        """`add_hook`, or for caching hooks (`check=False`) the same without the model's check:
+        a model refusing hooks it does not compute still caches every activation it has."""
+        for hp_name, hp in self._targets(name):
+            if check:
+                self.check_and_add_hook(hp, hp_name, hook, dir, False, level)
+            else:
+                hp.add_hook(hook, dir=dir, level=level)
 
     def _targets(self, name: HookTarget) -> list[tuple[str, HookPoint]]:
         if isinstance(name, str):
@@ -183,13 +194,26 @@ class HookedRootModule(nn.Module):
             >>> with model.hooks([("hook_post", lambda x, hook: x * 0)]):
             ...     logits = model(pairs)
         """
+        with self._hooks(fwd_hooks, bwd_hooks, reset_hooks_end, clear_contexts, check=True):
+            yield self
+
+    @contextlib.contextmanager
+    def _hooks(
+        self,
+        fwd_hooks: Sequence[tuple[HookTarget, HookFn]],
+        bwd_hooks: Sequence[tuple[HookTarget, HookFn]],
+        reset_hooks_end: bool,
+        clear_contexts: bool,
+        *,
+        check: bool,
+    ) -> Iterator[None]:
         try:
             self.context_level += 1
             for name, hook in fwd_hooks:
-                self.add_hook(name, hook, "fwd", level=self.context_level)
+                self._attach(name, hook, "fwd", self.context_level, check)
             for name, hook in bwd_hooks:
-                self.add_hook(name, hook, "bwd", level=self.context_level)
-            yield self
+                self._attach(name, hook, "bwd", self.context_level, check)
+            yield
         finally:
             if reset_hooks_end:
                 level = self.context_level
@@ -278,9 +302,9 @@ class HookedRootModule(nn.Module):
             names_filter, incl_bwd, device, remove_batch_dim, cache
         )
         for name, hook in fwd:
-            self.add_hook(name, hook, "fwd")
+            self._attach(name, hook, "fwd", None, check=False)
         for name, hook in bwd:
-            self.add_hook(name, hook, "bwd")
+            self._attach(name, hook, "bwd", None, check=False)
         return cache
 
     def run_with_cache(
@@ -319,7 +343,7 @@ class HookedRootModule(nn.Module):
         _, fwd, bwd = self.get_caching_hooks(
             names_filter, incl_bwd, device, remove_batch_dim, cache, pos_slice
         )
-        with self.hooks(fwd, bwd, reset_hooks_end, clear_contexts):
+        with self._hooks(fwd, bwd, reset_hooks_end, clear_contexts, check=False):
             out = self(*model_args, **model_kwargs)
             if incl_bwd:
                 if not isinstance(out, Tensor) or out.numel() != 1:

@@ -125,7 +125,9 @@ def test_remove_hooks_defaults_and_level_semantics():
     hp.add_hook(noop, "fwd", level=2)
     hp.remove_hooks("fwd", level=2)
     assert [(h.context_level, h.is_permanent) for h in hp.fwd_hooks] == [(2, True), (1, False)]
-    hp.remove_hooks("both", including_permanent=True, level=99)  # ignores level, as in TL
+    hp.remove_hooks("both", including_permanent=True, level=99)  # level 99 only, as in TL 4
+    assert len(hp.fwd_hooks) == 2 and len(hp.bwd_hooks) == 1
+    hp.remove_hooks("both", including_permanent=True)
     assert hp.fwd_hooks == [] and hp.bwd_hooks == []
     with pytest.raises(ValueError, match="'fwd', 'bwd' or 'both', got 'up'"):
         hp.remove_hooks("up")
@@ -239,24 +241,37 @@ class Checked(Toy):
             raise ValueError(f"Cannot add a hook at {hook_point_name}.")
 
 
-def test_check_hooks_to_add_sees_every_hook_added(x):
+def test_check_hooks_to_add_sees_every_hook_a_user_adds(x):
     torch.manual_seed(0)
     model = Checked()
     model.add_hook("hook_embed", noop, "bwd", True)
     model.run_with_hooks(x, fwd_hooks=[("blocks.0.hook_resid_pre", noop)])
     with model.hooks([("blocks.1.hook_resid_pre", noop)]):
         pass
-    model.run_with_cache(x, names_filter="blocks.1.mlp.hook_pre")
-    model.add_caching_hooks("blocks.0.mlp.hook_pre")
     assert model.checked == [
         ("hook_embed", "bwd", True), ("blocks.0.hook_resid_pre", "fwd", False),
-        ("blocks.1.hook_resid_pre", "fwd", False), ("blocks.1.mlp.hook_pre", "fwd", False),
-        ("blocks.0.mlp.hook_pre", "fwd", False),
+        ("blocks.1.hook_resid_pre", "fwd", False),
     ]
     model.reset_hooks(including_permanent=True)
     with pytest.raises(ValueError, match="Cannot add a hook at blocks.2.hook_resid_pre"):
         model.run_with_hooks(x, fwd_hooks=[("hook_embed", noop), ("blocks.2.hook_resid_pre", noop)])
     assert model.list_hooks() == {}
+
+
+def test_caching_hooks_are_not_checked(x):
+    # As in TransformerLens: a model refusing hooks it does not compute still caches everything.
+    model = Checked()
+    _, cache = model.run_with_cache(x)
+    assert "blocks.2.hook_resid_pre" in cache and set(cache) == set(model.hook_dict)
+    filled = model.add_caching_hooks(incl_bwd=True)
+    model(x).sum().backward()
+    assert "blocks.2.mlp.hook_post" in filled and "blocks.2.mlp.hook_post_grad" in filled
+    _, fwd, _ = model.get_caching_hooks("blocks.2.hook_resid_post")
+    assert [name for name, _ in fwd] == ["blocks.2.hook_resid_post"]
+    assert model.checked == []
+    model.reset_hooks()
+    with pytest.raises(ValueError, match="Cannot add a hook at blocks.2.hook_resid_pre"):
+        model.add_hook("blocks.2.hook_resid_pre", noop)
 
 
 def test_check_and_add_hook_checks_then_adds(x):
@@ -530,7 +545,7 @@ def test_cache_remove_batch_dim(toy, x):
     with pytest.warns(UserWarning, match="already having removed it"):
         cache.remove_batch_dim()
     _, big = toy.run_with_cache(x)
-    with pytest.raises(ValueError, match="batch larger than one"):
+    with pytest.raises(ValueError, match=r"batch size 2 \(larger than one\)"):
         big.remove_batch_dim()
 
 

@@ -79,14 +79,15 @@ def test_converters_without_transformer_lens_say_how_to_install(monkeypatch):
         to_transformer_lens(model)
 
 
-def test_transformer_lens_4_is_told_apart(monkeypatch):
-    # TransformerLens 4 raises ImportError for its removed names, even under getattr(..., None).
+def test_transformer_lens_lines_are_told_apart_by_metadata(monkeypatch):
+    # TransformerLens 4 raises for its removed names, even under getattr(..., None) (and the
+    # error type changed between 4.x releases): nothing here may probe them.
+    import importlib.metadata
     import types
 
-    from mechmem.interop import is_transformer_lens_model, to_transformer_lens
+    from mechmem.interop import is_transformer_lens_model, major_version, to_transformer_lens
 
     four = types.ModuleType("transformer_lens")
-    four.__version__ = "4.3.0"
 
     def removed(name):
         raise ImportError(f"{name!r} was removed in TransformerLens 4.0.")
@@ -96,8 +97,14 @@ def test_transformer_lens_4_is_told_apart(monkeypatch):
     model = HookedMLP(MLPConfig(p=7, width=8))
     assert not is_transformer_lens_model(model)
     analyze(model, make_dataset(p=7, train_frac=0.5))  # analysis is unaffected
+    bridge = type("TransformerBridge", (torch.nn.Module,), {"__module__": "transformer_lens.x"})
+    assert is_transformer_lens_model(bridge())
+    for version, major in (("3.9.0", 3), ("4.3.0", 4), ("4.0.0a1", 4)):
+        monkeypatch.setattr(importlib.metadata, "version", lambda name, v=version: v)
+        assert major_version() == major
+    monkeypatch.setattr(importlib.metadata, "version", lambda name: "5.0.0")
     from mechmem import HookedTransformer, TransformerConfig
 
-    with pytest.raises(ImportError, match="needs TransformerLens 3.x.*this is 4.3.0"):
+    with pytest.raises(ImportError, match=r"TransformerLens 3.9 to 4.x; this is 5.0.0"):
         to_transformer_lens(HookedTransformer(TransformerConfig(p=7, d_model=8, n_heads=2,
                                                                 d_mlp=8)))

@@ -8,6 +8,12 @@ import torch
 
 tl = pytest.importorskip("transformer_lens")
 
+from mechmem.interop import major_version  # noqa: E402
+
+if major_version() >= 4:
+    pytest.skip("TransformerLens 3.x's HookedTransformer (tests/test_interop_tl4.py: 4.x)",
+                allow_module_level=True)
+
 import mechmem  # noqa: E402
 from mechmem import HookedTransformer, TransformerConfig, make_dataset  # noqa: E402
 from mechmem.analysis import ablate, accuracies, pruning_curves  # noqa: E402
@@ -303,6 +309,7 @@ def test_the_doc_runs_on_a_notebook_model(demo, tmp_path, monkeypatch):
     model, _, train_indices = demo
     text = (Path(__file__).resolve().parent.parent / "docs" / "transformer-lens.md").read_text()
     blocks = re.findall(r"```python\n(.*?)```", text, flags=re.S)
+    blocks = [b for b in blocks if "boot_native" not in b]  # 4.x's: test_interop_tl4.py
     assert len(blocks) == 3
     monkeypatch.chdir(tmp_path)
     namespace = {"model": model, "p": P, "train_indices": train_indices}  # the notebook's
@@ -311,3 +318,17 @@ def test_the_doc_runs_on_a_notebook_model(demo, tmp_path, monkeypatch):
             exec(compile(block, "docs/transformer-lens.md", "exec"), namespace)
     assert (tmp_path / "grokking.html").exists() and (tmp_path / "grokking.pt").exists()
     assert namespace["back"].cfg == namespace["mine"].cfg
+
+
+def test_transformer_lens_4_files_open_on_3(capsys):
+    # A file written by TransformerLens 4.3 (a boot_native bridge's module-named state dict and
+    # its config as plain data) opens on 3.9 as a HookedTransformer with the bridge's logits.
+    raw = torch.load("tests/data/transformer_lens_4_3.pt", weights_only=True)
+    assert "blocks.0.attn.q.weight" in raw["model"]
+    run = load_transformer_lens("tests/data/transformer_lens_4_3.pt")
+    assert type(run.model).__name__ == "HookedTransformer"
+    with torch.no_grad():
+        logits = run.model(run.dataset.model_inputs())[:, -1]
+    assert torch.allclose(logits, raw["logits"], atol=1e-5)
+    assert main(["analyze", "tests/data/transformer_lens_4_3.pt"]) == 0
+    assert "TransformerLens HookedTransformer" in capsys.readouterr().out

@@ -294,7 +294,8 @@ def _describe(model: nn.Module) -> str:
         return (f"transformer d_model={cfg.d_model} heads={cfg.n_heads} d_mlp={cfg.d_mlp}"
                 f" layers={cfg.n_layers} act={cfg.act} norm={cfg.norm}")
     if family == LENS_FAMILY:
-        return (f"TransformerLens HookedTransformer d_model={cfg.d_model} heads={cfg.n_heads}"
+        return (f"TransformerLens {type(model.model).__name__} d_model={cfg.d_model}"
+                f" heads={cfg.n_heads}"
                 f" d_mlp={cfg.d_mlp} layers={cfg.n_layers} act={cfg.act} norm={cfg.norm}"
                 f" {cfg.attention_dir} tokens={cfg.tokens}")
     return f"{family} width={cfg.width} act={cfg.act} norm={cfg.norm}"

@@ -1,4 +1,8 @@
-"""A TransformerLens `HookedTransformer` seen through mechmem's model surface and neuron sites.
+"""A TransformerLens model seen through mechmem's model surface and neuron sites.
+
+The model is TransformerLens 4's `TransformerBridge` (`boot_native`) or 3.x's `HookedTransformer`:
+both have `W_E`, `W_U`, `blocks[L].mlp.W_out`, `hooks()`, `run_with_cache` and the hook names
+`blocks.{L}.mlp.hook_post`, ... (on a bridge, aliases of its native hook points).
 
 `TransformerLensModel` wraps the model (sharing its weights and hooks, copying nothing): it reads
 inputs in the model's token format, returns the logits at the last position over the p residues,
@@ -7,7 +11,6 @@ ablation and pruning included, runs through TransformerLens's own hook points.
 """
 
 import contextlib
-import sys
 from collections.abc import Iterator, Sequence
 from dataclasses import asdict, dataclass
 from typing import Any, ClassVar
@@ -18,19 +21,9 @@ from torch import Tensor, nn
 
 from ..models.sites import NeuronSite
 from ..tokens import TOKEN_FORMATS, check_tokens, n_tokens
+from ._lens import is_transformer_lens_model
 
 FAMILY = "transformer-lens"
-
-
-def is_transformer_lens_model(obj: object) -> bool:
-    """Whether `obj` is a TransformerLens `HookedTransformer` (never imports transformer_lens:
-    an object of it exists only once the package is imported)."""
-    tl = sys.modules.get("transformer_lens")
-    try:
-        cls = getattr(tl, "HookedTransformer", None) if tl is not None else None
-    except ImportError:  # TransformerLens 4 raises it for its removed HookedTransformer
-        return False
-    return isinstance(cls, type) and isinstance(obj, cls)
 
 
 @dataclass(frozen=True)
@@ -71,8 +64,9 @@ class LensConfig:
 
 
 def lens_config(cfg: Any, tokens: str | None = None) -> LensConfig:
-    """mechmem's view of a `HookedTransformerConfig`; the token format is the one its context
-    length implies (n_ctx 2: "operands", 3: "equals") unless given."""
+    """mechmem's view of a `TransformerBridgeConfig` or `HookedTransformerConfig`; the token
+    format is the one its context length implies (n_ctx 2: "operands", 3: "equals") unless
+    given."""
     if tokens is None:
         by_ctx = {n_tokens(t): t for t in TOKEN_FORMATS}
         if cfg.n_ctx not in by_ctx:
@@ -101,7 +95,7 @@ def lens_config(cfg: Any, tokens: str | None = None) -> LensConfig:
 
 
 class TransformerLensModel(nn.Module):
-    """A TransformerLens `HookedTransformer` on a modular task, as mechmem's analyzers see it.
+    """A TransformerLens model on a modular task, as mechmem's analyzers see it.
 
     Its forward takes the inputs of its token format ((batch, 2) operands or (batch, 3)
     `a b =`) and returns the logits at the last position over the p residues, (batch, p).
@@ -112,7 +106,8 @@ class TransformerLensModel(nn.Module):
     last block), primary last.
 
     Args:
-        model: a `transformer_lens.HookedTransformer` (kept, not copied: `.model`).
+        model: a `TransformerBridge` (TransformerLens 4) or `HookedTransformer` (3.x), kept,
+            not copied: `.model`.
         tokens: its token format; default: the one its n_ctx implies.
 
     Example:
@@ -125,8 +120,8 @@ class TransformerLensModel(nn.Module):
 
     def __init__(self, model: nn.Module, *, tokens: str | None = None) -> None:
         if not is_transformer_lens_model(model):
-            raise TypeError(f"TransformerLensModel wraps a transformer_lens.HookedTransformer, "
-                            f"got {type(model).__name__}.")
+            raise TypeError(f"TransformerLensModel wraps a TransformerLens TransformerBridge or "
+                            f"HookedTransformer, got {type(model).__name__}.")
         super().__init__()
         self.cfg = lens_config(model.cfg, tokens)
         self.model = model
@@ -158,6 +153,8 @@ class TransformerLensModel(nn.Module):
 
     def forward(self, inputs: Int[Tensor, "batch pos"]) -> Float[Tensor, "batch p"]:
         self._check(inputs)
+        if inputs.shape[0] == 0:  # a bridge's attention cannot reshape an empty batch
+            return self.W_E.new_zeros(0, self.cfg.p)
         return self._logits(self.model(inputs, return_type="logits"))
 
     def run_with_cache(
@@ -178,8 +175,12 @@ class TransformerLensModel(nn.Module):
 
     def list_hooks(self) -> dict[str, int]:
         """Hook points of the wrapped model holding hooks: name -> how many."""
+        # A bridge lists a hook point under its own name and then its 3.x alias: count it once,
+        # under the alias (the name the analyzers hook).
+        names = {id(hp): name for name, hp in self.model.hook_dict.items()}
         return {name: len(hp.fwd_hooks) + len(hp.bwd_hooks)
-                for name, hp in self.model.hook_dict.items() if hp.fwd_hooks or hp.bwd_hooks}
+                for name, hp in self.model.hook_dict.items()
+                if names[id(hp)] == name and (hp.fwd_hooks or hp.bwd_hooks)}
 
     def neuron_sites(self) -> tuple[NeuronSite, ...]:
         """The embedding dimensions (W_E's columns over the p residue tokens; the `=` token is
@@ -188,18 +189,17 @@ class TransformerLensModel(nn.Module):
         W_E = m.W_E.detach()[: cfg.p].T  # (d_model, p): one vector over the residues per dim
         # Position 1 is the second operand, as for mechmem's transformer.
         sites = [NeuronSite("embed", "hook_embed", cfg.d_model, inputs=(W_E, W_E), position=1)]
-        ln_final = getattr(m, "ln_final", None)
         for L, block in enumerate(m.blocks):
             last = L == cfg.n_layers - 1
             out = (block.mlp.W_out @ m.W_U[:, : cfg.p]).detach().T if last else None
             sites.append(NeuronSite(
                 f"blocks.{L}.mlp", f"blocks.{L}.mlp.hook_post", cfg.d_mlp, output=out,
-                residual=True, linear=last and ln_final is None, position=-1))
+                residual=True, linear=last and cfg.norm == "none", position=-1))
         return tuple(sites)
 
 
 def adapt_model(model: Any, tokens: str | None = None) -> Any:
-    """`model` as mechmem's analyzers read it: a TransformerLens `HookedTransformer` wrapped in
+    """`model` as mechmem's analyzers read it: a TransformerLens model wrapped in
     a `TransformerLensModel`; anything else unchanged."""
     if is_transformer_lens_model(model):
         return TransformerLensModel(model, tokens=tokens)

@@ -1,53 +1,34 @@
 """Converters between mechmem's `HookedTransformer` and TransformerLens's, logits equal both ways.
 
-The two share weight and hook names. What differs: TransformerLens always has biases (zero where
-mechmem has none) and no logit scale, so mechmem's `init="paper"` scale 1 / d_model is folded
-into W_U on export; its attention scale travels as TransformerLens's `attn_scale` (d_head under
-"paper", sqrt(d_head) under "gpt2"), which is also how an import recovers `init` and unfolds
-W_U. Each conversion checks the logits of the result against the original's.
+TransformerLens's model is a `TransformerBridge` built with `boot_native` on TransformerLens 4
+and a `HookedTransformer` on 3.x. mechmem's weights carry 3.x's property names, which 4.x's
+`convert_tl_checkpoint` maps to the bridge's. The two share hook names. What differs:
+TransformerLens always has biases (zero where mechmem has none) and no logit scale, so mechmem's
+`init="paper"` scale 1 / d_model is folded into W_U on export; its attention scale travels as
+TransformerLens's `attn_scale` (d_head under "paper", sqrt(d_head) under "gpt2"), which is also
+how an import recovers `init` and unfolds W_U. Each conversion checks the logits of the result
+against the original's.
 """
 
 import math
-import warnings
 from typing import Any
 
 import torch
 from torch import nn
 
 from ..models.transformer import HookedTransformer, TransformerConfig
-from ._adapter import is_transformer_lens_model
+from ._lens import (
+    attention_scale,
+    build_config,
+    build_model,
+    is_bridge,
+    is_transformer_lens_model,
+    to_model_format,
+    to_property_format,
+)
 
-_INSTALL = 'pip install "mechmem[tl]"'
 _BIASES = ("b_Q", "b_K", "b_V", "b_O", "b_in", "b_out", "b_U")
 _ATOL = 1e-4  # float32 logits of the two models agree to rounding; a real mismatch is far larger
-
-
-def transformer_lens() -> Any:
-    """The `transformer_lens` package, or an ImportError saying how to install it."""
-    try:
-        import transformer_lens
-    except ImportError:
-        raise ImportError(f"This needs the transformer-lens package: {_INSTALL}.") from None
-    try:
-        transformer_lens.HookedTransformer  # noqa: B018  (removed in 4.0: ImportError)
-    except (ImportError, AttributeError):
-        version = getattr(transformer_lens, "__version__", "a version without it")
-        raise ImportError(f"mechmem.interop needs TransformerLens 3.x, which has "
-                          f"HookedTransformer; this is {version}: {_INSTALL}.") from None
-    return transformer_lens
-
-
-def build_hooked_transformer(cfg: Any) -> nn.Module:
-    """`transformer_lens.HookedTransformer(cfg)` without initialising weights' randomness here.
-
-    mechmem builds HookedTransformer (TransformerLens 3.x) on purpose (docs/transformer-lens.md);
-    the 3.x deprecation notice is for code choosing between it and TransformerBridge.
-    """
-    tl = transformer_lens()
-    with warnings.catch_warnings():
-        warnings.filterwarnings("ignore", message="HookedTransformer is deprecated",
-                                category=DeprecationWarning)
-        return tl.HookedTransformer(cfg)
 
 
 def _check_logits(a: nn.Module, b: nn.Module, inputs: torch.Tensor, what: str) -> None:
@@ -72,7 +53,8 @@ def _sample_pairs(p: int, device: torch.device) -> torch.Tensor:
 
 
 def to_transformer_lens(model: HookedTransformer) -> nn.Module:
-    """A TransformerLens `HookedTransformer` computing the same logits as mechmem's transformer.
+    """A TransformerLens model computing the same logits as mechmem's transformer: a
+    `TransformerBridge` (`boot_native`) on TransformerLens 4, a `HookedTransformer` on 3.x.
 
     Weights are copied (the two models share nothing). The TransformerLens model reads the two
     operands (n_ctx 2, d_vocab p) with bidirectional attention; its logits are (batch, 2, p),
@@ -84,7 +66,7 @@ def to_transformer_lens(model: HookedTransformer) -> nn.Module:
         model: a mechmem `HookedTransformer`.
 
     Returns:
-        A `transformer_lens.HookedTransformer` in eval mode, on the model's device.
+        The TransformerLens model in eval mode, on the model's device.
 
     Example:
         >>> tl_model = to_transformer_lens(ckpt.model)
@@ -93,26 +75,27 @@ def to_transformer_lens(model: HookedTransformer) -> nn.Module:
     if not isinstance(model, HookedTransformer):
         raise TypeError(f"to_transformer_lens converts mechmem's HookedTransformer, got "
                         f"{type(model).__name__}.")
-    tl = transformer_lens()
     c = model.cfg
     W_E = model.W_E
-    cfg = tl.HookedTransformerConfig(
+    cfg = build_config(dict(
         n_layers=c.n_layers, d_model=c.d_model, n_ctx=2, d_head=c.d_head, n_heads=c.n_heads,
         d_mlp=c.d_mlp, d_vocab=c.p, d_vocab_out=c.p, act_fn=c.act,
         normalization_type="LN" if c.norm == "layernorm" else None, eps=1e-5,
         attention_dir="bidirectional", use_attn_scale=True, attn_scale=float(c.attn_scale),
         positional_embedding_type="standard", init_weights=False, device=str(W_E.device),
-        dtype=W_E.dtype, default_prepend_bos=False)
-    out = build_hooked_transformer(cfg)
-    state = out.state_dict()
+        dtype=W_E.dtype, default_prepend_bos=False))
+    out = build_model(cfg)
     with torch.no_grad():
-        for name, value in model.state_dict().items():
-            value = value * c.logit_scale if name == "unembed.W_U" else value
-            state[name] = value.detach().clone()
-        for name in state:
-            if name.rsplit(".", 1)[-1] in _BIASES and name not in model.state_dict():
-                state[name] = torch.zeros_like(state[name])
+        mine = {name: (value * c.logit_scale if name == "unembed.W_U" else value).detach()
+                for name, value in model.state_dict().items()}
+        state = to_model_format(mine, out)
+        for name, value in out.state_dict().items():
+            if name not in state:  # a bias mechmem's model has none of, or 3.x's attention mask
+                bias = name.endswith(".bias") or name.rsplit(".", 1)[-1] in _BIASES
+                state[name] = torch.zeros_like(value) if bias else value
     out.load_state_dict(state, strict=True)
+    if out.W_E.device != W_E.device:
+        out.to(W_E.device)
     out.eval()
     _check_logits(model, out, _sample_pairs(c.p, W_E.device), "to_transformer_lens")
     return out
@@ -138,10 +121,10 @@ def _unsupported(cfg: Any) -> list[str]:
     return bad
 
 
-def _init_from_scale(cfg: Any) -> str:
+def _init_from_scale(cfg: Any, bridge: bool) -> str:
     """mechmem's `init` whose attention scale is the model's: d_head ("paper"), sqrt(d_head)
     ("gpt2")."""
-    scale = float(cfg.attn_scale) if cfg.use_attn_scale else 1.0
+    scale = attention_scale(cfg, bridge)
     if math.isclose(scale, math.sqrt(cfg.d_head), rel_tol=1e-6):
         return "gpt2"
     if math.isclose(scale, float(cfg.d_head), rel_tol=1e-6):
@@ -164,7 +147,7 @@ def from_transformer_lens(tl_model: nn.Module) -> HookedTransformer:
     analysed as they are: `mechmem.analyze(tl_model, dataset)`.
 
     Args:
-        tl_model: a `transformer_lens.HookedTransformer`.
+        tl_model: a TransformerLens `TransformerBridge` (4.x) or `HookedTransformer` (3.x).
 
     Returns:
         A mechmem `HookedTransformer` in eval mode, on the model's device (weights copied).
@@ -173,8 +156,8 @@ def from_transformer_lens(tl_model: nn.Module) -> HookedTransformer:
         ValueError: the architecture differs from mechmem's transformer (naming the settings).
     """
     if not is_transformer_lens_model(tl_model):
-        raise TypeError(f"from_transformer_lens converts a transformer_lens.HookedTransformer, "
-                        f"got {type(tl_model).__name__}.")
+        raise TypeError(f"from_transformer_lens converts a TransformerLens TransformerBridge or "
+                        f"HookedTransformer, got {type(tl_model).__name__}.")
     cfg = tl_model.cfg
     if cfg.n_ctx != 2 or cfg.attention_dir != "bidirectional" or cfg.d_vocab != cfg.d_vocab_out:
         raise ValueError(
@@ -188,8 +171,11 @@ def from_transformer_lens(tl_model: nn.Module) -> HookedTransformer:
         raise ValueError(f"mechmem's transformer has no {', '.join(bad)}: this TransformerLens "
                          "model cannot be converted; analyse it as it is with "
                          "mechmem.analyze(model, dataset).")
-    init = _init_from_scale(cfg)
+    bridge = is_bridge(tl_model)
+    init = _init_from_scale(cfg, bridge)
     state = {k: v.detach() for k, v in tl_model.state_dict().items()}
+    if bridge:
+        state = to_property_format(state, cfg)
     bias = any(bool(v.ne(0).any()) for k, v in state.items()
                if k.rsplit(".", 1)[-1] in _BIASES)
     mcfg = TransformerConfig(

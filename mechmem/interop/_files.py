@@ -1,8 +1,11 @@
 """TransformerLens model files: opened safely when they hold plain data, refused when pickled.
 
 A TransformerLens-style file is a `torch.save`d dict with the model's `state_dict` under "model"
-and its config under "config". Written as plain data (numbers, strings, None, torch dtypes, lists
-and dicts: what `save_transformer_lens` writes) it opens with `torch.load(weights_only=True)`.
+and its config under "config". The state dict may be in either line's names (TransformerLens 4's
+`TransformerBridge`, 3.x's `HookedTransformer`): it is converted to the installed line's
+(`convert_tl_checkpoint` on 4.x), so files of both lines open on both. Written as plain data
+(numbers, strings, None, torch dtypes, lists and dicts: what `save_transformer_lens` writes) it
+opens with `torch.load(weights_only=True)`.
 TransformerLens's grokking demo pickles the `HookedTransformerConfig` object itself; unpickling an
 object can run any code, so such a file is refused unless the caller says it trusts it
 (`trust_pickled_code=True`). Optional entries: "dataset" (mechmem's dataset dict: the exact split
@@ -35,7 +38,15 @@ from ..checkpoint import (
 )
 from ..data import DatasetSpec, ModularDataset, all_pairs
 from ._adapter import lens_config
-from ._convert import build_hooked_transformer, transformer_lens
+from ._lens import (
+    build_config,
+    build_model,
+    is_module_format,
+    major_version,
+    parameter_names,
+    to_model_format,
+    transformer_lens,
+)
 
 # numpy scalars (TransformerLens's attn_scale is one) rebuild a number from its bytes and dtype
 # and run no code, so plain-data files may hold them.
@@ -49,7 +60,8 @@ class TransformerLensRun:
     """A TransformerLens model read from a file, with what the file says about its training.
 
     Attributes:
-        model: the `transformer_lens.HookedTransformer`, on the CPU, in eval mode.
+        model: the TransformerLens model of the installed line (4.x: a `TransformerBridge`;
+            3.x: a `HookedTransformer`), on the CPU, in eval mode.
         dataset: its task and split (from the file's "dataset" or "train_indices"), or None
             where the file records neither.
         history: {"step", "train_loss", "test_loss"} from the file's losses, or empty.
@@ -70,20 +82,22 @@ class TransformerLensRun:
 
 
 def plain_config(cfg: Any) -> dict[str, Any]:
-    """A `HookedTransformerConfig` as plain data: its fields, numpy numbers as Python numbers,
-    the dtype by name."""
+    """A TransformerLens config (4.x's `TransformerBridgeConfig`, 3.x's
+    `HookedTransformerConfig`) as plain data: its fields, numpy numbers as Python numbers, the
+    dtype by name."""
+    if "__dataclass_fields__" in type(cfg).__dict__:  # 3.x; 4.x's subclass adds fields
+        items = [(f.name, getattr(cfg, f.name)) for f in dataclasses.fields(cfg) if f.init]
+    else:
+        items = [(k, v) for k, v in cfg.to_dict().items() if not k.startswith("_")]
     out: dict[str, Any] = {}
-    for f in dataclasses.fields(cfg):
-        if not f.init:
-            continue
-        v = getattr(cfg, f.name)
+    for name, v in items:
         if isinstance(v, torch.dtype):
             v = str(v).removeprefix("torch.")
         elif isinstance(v, np.generic):
             v = v.item()
         elif isinstance(v, tuple):
             v = list(v)
-        out[f.name] = v
+        out[name] = v
     return out
 
 
@@ -123,7 +137,7 @@ def save_transformer_lens(
     its dataset if given, atomically; `load_transformer_lens` and `mechmem analyze` open it.
 
     Args:
-        model: a `transformer_lens.HookedTransformer`.
+        model: a TransformerLens `TransformerBridge` (4.x) or `HookedTransformer` (3.x).
         path: the destination file.
         dataset: the model's task and split (its tokens must be the model's format).
         overwrite: replace an existing file.
@@ -170,9 +184,17 @@ def read_model_file(path: Path, *, trust_pickled_code: bool = False) -> Any:
             if not trust_pickled_code:
                 raise ValueError(_refusal(path, found.group(1))) from None
             transformer_lens()  # the pickle imports it; say how to install it if missing
-            with warnings.catch_warnings():
-                warnings.simplefilter("ignore")
-                return torch.load(path, map_location="cpu", weights_only=False)
+            try:
+                with warnings.catch_warnings():
+                    warnings.simplefilter("ignore")
+                    return torch.load(path, map_location="cpu", weights_only=False)
+            except (ImportError, AttributeError):  # a class this line removed (4.x: 3.x's)
+                raise ValueError(
+                    f"{path}: it pickles TransformerLens's {found.group(1).rsplit('.', 1)[-1]}, "
+                    f"which the installed TransformerLens {major_version()}.x no longer has: "
+                    "open it once where TransformerLens 3.x is installed "
+                    '(pip install "transformer-lens>=3.9,<4") and re-save it with '
+                    "save_transformer_lens; the plain-data file opens on both lines.") from None
     except Exception:  # noqa: BLE001  (answered below with the checkpoint reader's sentence)
         pass
     return _read(path)  # not readable as plain data: raises its one-sentence error
@@ -186,8 +208,10 @@ def is_transformer_lens_payload(obj: Any) -> bool:
     return (isinstance(cfg, Mapping) and "d_model" in cfg) or hasattr(cfg, "d_model")
 
 
-def _config(raw: Any) -> Any:
-    tl = transformer_lens()
+def _config(raw: Any, *, foreign: bool = False) -> Any:
+    """The installed line's config from a file's; `foreign`: the file was written by the other
+    line, whose extra fields (names, bookkeeping, features these models leave off) are dropped."""
+    transformer_lens()
     fields = dict(raw) if isinstance(raw, Mapping) else plain_config(raw)
     if isinstance(fields.get("dtype"), str):
         dtype = getattr(torch, fields["dtype"], None)
@@ -196,11 +220,19 @@ def _config(raw: Any) -> Any:
         fields["dtype"] = dtype
     # The weights come from the file: no random init, no reseeding of the global RNGs, CPU.
     fields.update(init_weights=False, seed=None, device="cpu", n_devices=1)
-    known = {f.name for f in dataclasses.fields(tl.HookedTransformerConfig) if f.init}
+    if major_version() >= 4:
+        # 4.x's config drops the fields it does not know (3.x's names and bookkeeping); those
+        # that shape the computation are checked against the model by loading its weights.
+        return build_config(fields)
+    from transformer_lens import HookedTransformerConfig
+
+    known = {f.name for f in dataclasses.fields(HookedTransformerConfig) if f.init}
     unknown = sorted(set(fields) - known)
-    if unknown:
+    if foreign:
+        fields = {k: v for k, v in fields.items() if k in known}
+    elif unknown:
         raise ValueError(f"config fields unknown to this transformer-lens: {', '.join(unknown)}")
-    return tl.HookedTransformerConfig(**fields)
+    return build_config(fields)
 
 
 def _history(obj: Mapping[str, Any]) -> dict[str, list[float]]:
@@ -228,15 +260,23 @@ def _snapshots(obj: Mapping[str, Any], model: nn.Module, path: Path) -> dict[str
     if not states:
         return {}
     out: dict[str, Tensor] = {"step": torch.as_tensor([int(s) for s in steps], dtype=torch.int64)}
-    for name, param in model.named_parameters():
+    try:  # each in the installed line's names (the demo saves 3.x's)
+        states = [to_model_format({k: torch.as_tensor(v) for k, v in s.items()}, model)
+                  for s in states]
+    except (ValueError, RuntimeError) as e:
+        raise ValueError(f"{path}: a state_dict of its \"checkpoints\" is no TransformerLens "
+                         f"state_dict ({str(e).splitlines()[0]}).") from None
+    params = dict(nn.Module.named_parameters(model))
+    for key, name in parameter_names(model).items():
+        param = params[name]
         try:
-            stacked = torch.stack([torch.as_tensor(s[name]).detach().to(param.dtype)
+            stacked = torch.stack([torch.as_tensor(s[key]).detach().to(param.dtype)
                                    for s in states])
         except (KeyError, RuntimeError):
-            raise ValueError(f"{path}: a state_dict of its \"checkpoints\" lacks {name!r} or "
+            raise ValueError(f"{path}: a state_dict of its \"checkpoints\" lacks {key!r} or "
                              f"holds it in another shape than {tuple(param.shape)}.") from None
         if stacked.shape[1:] != param.shape:
-            raise ValueError(f"{path}: \"checkpoints\" hold {name!r} of shape "
+            raise ValueError(f"{path}: \"checkpoints\" hold {key!r} of shape "
                              f"{tuple(stacked.shape[1:])}, the model {tuple(param.shape)}.")
         out["model." + name] = stacked
     return out
@@ -245,10 +285,10 @@ def _snapshots(obj: Mapping[str, Any], model: nn.Module, path: Path) -> dict[str
 def run_from_payload(obj: Mapping[str, Any], path: Path, *, op: str = "add") -> TransformerLensRun:
     """The `TransformerLensRun` of what a TransformerLens-style file held."""
     try:
-        cfg = _config(obj["config"])
+        cfg = _config(obj["config"], foreign=is_module_format(obj["model"]))
         lens = lens_config(cfg)
-        model = build_hooked_transformer(cfg)
-        model.load_state_dict(dict(obj["model"]), strict=True)
+        model = build_model(cfg)
+        model.load_state_dict(to_model_format(obj["model"], model), strict=True)
         model.eval()
         if isinstance(obj.get("dataset"), Mapping):
             dataset = ModularDataset.from_dict(dict(obj["dataset"]))
