@@ -5,7 +5,7 @@ import pytest
 import torch
 
 from mechmem import analytic_solution, make_dataset
-from mechmem.analysis import neuron_frequencies
+from mechmem.analysis import frequencies, neuron_frequencies
 from mechmem.analysis.frequencies import frequency_power
 from mechmem.data import OPERATIONS, task_coordinates
 
@@ -84,3 +84,13 @@ def test_neuron_frequencies_of_the_analytic_solution():
     assert freq.key_freq.tolist() == [k % 15 + 1 for k in range(45)]
     assert freq.freq_counts.tolist() == [0] + [3] * 15
     assert not bool(freq.dead.any())
+
+
+def test_frequency_power_in_blocks_of_neurons_is_the_same(monkeypatch):
+    ds = make_dataset(p=13, op="sq_sum")
+    acts = torch.randn(ds.pairs.shape[0], 7, generator=torch.Generator().manual_seed(1))
+    whole = frequency_power(acts, ds.pairs, "sq_sum", 13)
+    monkeypatch.setattr(frequencies, "_NEURON_BLOCK", 3)
+    assert frequencies.frequency_power is frequency_power
+    torch.testing.assert_close(frequency_power(acts, ds.pairs, "sq_sum", 13), whole,
+                               rtol=1e-14, atol=1e-15)

@@ -19,6 +19,8 @@ from ..data import ModularDataset, task_coordinates
 from ..models.sites import NeuronSite, find_site
 from ._common import hidden_activations
 
+_NEURON_BLOCK = 1024  # neurons per step: a float64 grid of p^2 x 1024 is 77 MB at p = 97
+
 
 @dataclass(frozen=True)
 class NeuronFrequencies:
@@ -67,35 +69,42 @@ def frequency_power(
     keep = (ca >= 0) & (cb >= 0)
     if not bool(keep.all()):
         acts, ca, cb = acts[keep], ca[keep], cb[keep]
-    n = acts.shape[1]
     # Mean over the pairs that fall on each grid cell (several do where coordinates repeat).
     cell = ca * P + cb
-    grid = torch.zeros(P * P, n, dtype=torch.float64).index_add_(0, cell, acts.to(torch.float64))
     count = torch.bincount(cell, minlength=P * P)
-    if int(count.max()) > 1:
-        grid /= count.clamp_min(1).to(torch.float64)[:, None]
-    filled = count > 0
-    if bool(filled.all()):
-        grid -= grid.mean(0)
-    else:
-        grid -= grid[filled].mean(0)
-        grid[~filled] = 0.0
-    # grid: (P * P, neurons), row a * P + b
     a, b = torch.arange(P * P) // P, torch.arange(P * P) % P
-    proj = torch.stack([
-        grid.view(P, P, n).sum(1),  # over b: F(s, 0)
-        grid.view(P, P, n).sum(0),  # over a: F(0, t)
-        torch.zeros(P, n, dtype=torch.float64).index_add_(0, (a + b) % P, grid),  # F(k, k)
-        torch.zeros(P, n, dtype=torch.float64).index_add_(0, (b - a) % P, grid),  # F(-k, k)
-    ])  # (4, P, neurons)
-    power = torch.fft.rfft(proj, dim=1).abs().square()  # (4, P//2 + 1, neurons)
-    total = P * P * grid.square().sum(0) - grid.sum(0).square()  # Parseval, less F(0, 0)
     half = P // 2
-    out = torch.zeros(n, half + 1, dtype=torch.float64)
     k = torch.arange(1, half + 1)
     distinct = (P - k != k).to(torch.float64)[:, None]  # k and -k differ: each kind twice
-    out[:, 1:] = ((power[:3, 1:].sum(0) + distinct * power[3, 1:]) * (1 + distinct)).T
-    return torch.where(total[:, None] > 0, out / total.clamp_min(1e-300)[:, None], 0.0)
+    out = torch.zeros(acts.shape[1], half + 1, dtype=torch.float64)
+    # Neurons are independent: a block at a time bounds the float64 grid's memory.
+    for lo in range(0, acts.shape[1], _NEURON_BLOCK):
+        block = acts[:, lo : lo + _NEURON_BLOCK].to(torch.float64)
+        n = block.shape[1]
+        grid = torch.zeros(P * P, n, dtype=torch.float64).index_add_(0, cell, block)
+        del block
+        if int(count.max()) > 1:
+            grid /= count.clamp_min(1).to(torch.float64)[:, None]
+        filled = count > 0
+        if bool(filled.all()):
+            grid -= grid.mean(0)
+        else:
+            grid -= grid[filled].mean(0)
+            grid[~filled] = 0.0
+        # grid: (P * P, neurons), row a * P + b
+        proj = torch.stack([
+            grid.view(P, P, n).sum(1),  # over b: F(s, 0)
+            grid.view(P, P, n).sum(0),  # over a: F(0, t)
+            torch.zeros(P, n, dtype=torch.float64).index_add_(0, (a + b) % P, grid),  # F(k, k)
+            torch.zeros(P, n, dtype=torch.float64).index_add_(0, (b - a) % P, grid),  # F(-k, k)
+        ])  # (4, P, neurons)
+        power = torch.fft.rfft(proj, dim=1).abs().square()  # (4, P//2 + 1, neurons)
+        total = P * P * grid.square().sum(0) - grid.sum(0).square()  # Parseval, less F(0, 0)
+        del grid
+        part = ((power[:3, 1:].sum(0) + distinct * power[3, 1:]) * (1 + distinct)).T
+        out[lo : lo + n, 1:] = torch.where(total[:, None] > 0,
+                                           part / total.clamp_min(1e-300)[:, None], 0.0)
+    return out
 
 
 def neuron_frequencies(
@@ -122,7 +131,8 @@ def neuron_frequencies(
     acts = acts.detach().cpu()
     explained = frequency_power(acts, dataset.pairs, dataset.spec.op, dataset.p)
     finite = torch.isfinite(acts).all(0)
-    dead = ~finite | (acts.to(torch.float64).std(0) == 0) | (explained.sum(1) == 0)
+    std = torch.cat([x.to(torch.float64).std(0) for x in acts.split(_NEURON_BLOCK, 1)])
+    dead = ~finite | (std == 0) | (explained.sum(1) == 0)
     explained = torch.where(dead[:, None], 0.0, explained)
     if explained.shape[1] > 1:
         key = explained[:, 1:].argmax(1) + 1
