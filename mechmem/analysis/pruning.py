@@ -113,6 +113,7 @@ def _fast(
     hT: Float[Tensor, "neurons pairs"],
     WT: Float[Tensor, "neurons p"],
     bias: Float[Tensor, "*pairs p"] | None,
+    full: Float[Tensor, "pairs p"],
     order: list[int],
     counts: list[int],
     true_labels: Int[Tensor, " pairs"],
@@ -128,8 +129,9 @@ def _fast(
     (pairs, p). The running sum starts from the bias (every neuron removed, exact) and puts
     the neurons back in reverse order, one rank-|J| update from one point to the previous, so
     that the few neurons left late in a curve are never the small difference of two large
-    sums. It is recomputed exactly every `resync` points and at k = 0, so float rounding
-    cannot drift over thousands of updates. `counts` is increasing, from 0 to N.
+    sums. It is recomputed exactly every `resync` points, and the point k = 0 is `full`, the
+    model's own logits, so float rounding cannot drift over thousands of updates. `counts` is
+    increasing, from 0 to N.
 
     Returns:
         (hits vs the true label for every pair, (points, pairs); hits vs the trained label for
@@ -183,7 +185,7 @@ def _fast(
             record(i - 1, logits[None])
         kept[js] = True
         if i - b == 0:
-            record(0, exact()[None])
+            record(0, full[None])
         elif (i - b) // resync < i // resync:
             logits = exact()
         i -= b
@@ -288,7 +290,7 @@ def pruning_curves(
     for name, order in removal_orders(ipr, seed=seed).items():
         if method == "fast":
             with torch.no_grad(), single_thread():
-                hit_true, hit_rows = _fast(hT, WT, bias, order.tolist(), counts,
+                hit_true, hit_rows = _fast(hT, WT, bias, logits, order.tolist(), counts,
                                            dataset.labels, rows, dataset.train_labels[differs])
             hit_label = hit_true[:, dataset.train_idx]
             hit_label[:, differs] = hit_rows
