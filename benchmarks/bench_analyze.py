@@ -108,14 +108,19 @@ def whole_process(path: Path, repeats: int, threads: int) -> tuple[dict, dict]:
         "import only": [sys.executable, "-c", "import mechmem.cli"],
     }
     walls = {k: [] for k in commands}
+    cpus = {k: [] for k in commands}
     outputs = {}
     for _ in range(repeats):
         for side, cmd in commands.items():
+            used = resource.getrusage(resource.RUSAGE_CHILDREN)
             proc, wall, _ = timed(lambda cmd=cmd: subprocess.run(
                 cmd, capture_output=True, text=True, env=env, check=True))
+            now = resource.getrusage(resource.RUSAGE_CHILDREN)
             walls[side].append(wall)
+            cpus[side].append(now.ru_utime + now.ru_stime - used.ru_utime - used.ru_stime)
             outputs[side] = proc.stdout
-    return {k: json.loads(v) for k, v in outputs.items() if v.strip()}, walls
+    return {k: json.loads(v) for k, v in outputs.items() if v.strip()}, {"wall": walls,
+                                                                         "cpu": cpus}
 
 
 def row(name: str, times: list[float]) -> str:
@@ -221,8 +226,9 @@ def main() -> None:
         print(f"\nwhole process `mechmem analyze {path.name} --json`, OMP_NUM_THREADS="
               f"{args.threads}, {procs} alternating runs each; {load()}")
         for side in ("before", "after", "import only"):
-            print("  " + row(side, w[side]))
-        med = statistics.median(w["after"])
+            print("  " + row(side, w["wall"][side])
+                  + f"   CPU median {statistics.median(w['cpu'][side]):.2f} s")
+        med = statistics.median(w["wall"]["after"])
         differ = sorted(k for k, v in outs["before"].items()
                         if k != "pruning" and v != outs["after"][k])
         print(f"  target 4 s: [{'ok' if med <= 4 else 'OVER'}]; JSON keys other than 'pruning' "
