@@ -79,9 +79,9 @@ def main() -> None:
     row("IPR-ascending pruning: memorization >90% -> <=5% by 60% removed, test stays >=95%",
         f"memorization {a0['corrupted_memorized']:.1%} -> {a60['corrupted_memorized']:.1%}, "
         f"test {a0['test']:.1%} -> {a60['test']:.1%} (min test over 0..60%: "
-        f"{asc.test[: int(0.6 * len(asc.order)) + 1].min():.1%})",
+        f"{asc.test[asc.fraction <= 0.6].min():.1%})",
         a0["corrupted_memorized"] > 0.9 and a60["corrupted_memorized"] <= 0.05
-        and float(asc.test[: int(0.6 * len(asc.order)) + 1].min()) >= 0.95)
+        and float(asc.test[asc.fraction <= 0.6].min()) >= 0.95)
     d30 = desc.at(0.3)
     row("IPR-descending pruning: test <=10% by 30% removed",
         f"test {d30['test']:.1%} at 30%", d30["test"] <= 0.10)

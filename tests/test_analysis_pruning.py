@@ -15,6 +15,7 @@ from mechmem.analysis import (
     pruning_curves,
 )
 from mechmem.analysis.accuracy import METRICS
+from mechmem.analysis.pruning import removal_counts
 
 pytestmark = pytest.mark.usefixtures("one_thread")
 
@@ -123,7 +124,8 @@ def test_fast_pruning_equals_ablated_forward_passes(coexisting):
 
 def test_pruning_points_match_real_pruned_networks(coexisting):
     model, ds, ipr = coexisting
-    curve = pruning_curves(model, ds, ipr).curves["ipr_ascending"]
+    curve = pruning_curves(model, ds, ipr, resolution=None).curves["ipr_ascending"]
+    assert curve.removed.tolist() == list(range(129))
     for k in (0, 1, 40, 64, 127, 128):
         acc = accuracies(_pruned_copy(model, curve.order[:k]), ds)
         for m in METRICS:
@@ -140,12 +142,70 @@ def test_pruning_orders_and_the_science(coexisting):
     assert sorted(rnd.order.tolist()) == list(range(128))
     other_seed = pruning_curves(model, ds, ipr, seed=1).curves["random"]
     assert rnd.order.tolist() != other_seed.order.tolist()
-    assert len(asc.fraction) == 129 and asc.fraction[0] == 0 and asc.fraction[-1] == 1
+    assert len(asc.fraction) == 101 and asc.fraction[0] == 0 and asc.fraction[-1] == 1
+    assert torch.equal(asc.fraction, asc.removed / 128)
     # Low-IPR neurons carry the memorization, high-IPR ones the rule.
     half = asc.at(0.5)
     assert half["corrupted_memorized"] < 0.2 and half["test"] > 0.9
     assert desc.at(0.5)["test"] < 0.5
     assert desc.at(0.3)["test"] < rnd.at(0.3)["test"] <= asc.at(0.3)["test"]
+
+
+@pytest.mark.parametrize(
+    ("width", "resolution", "counts"),
+    [
+        (500, 100, list(range(0, 501, 5))),
+        (128, 4, [0, 32, 64, 96, 128]),
+        (10, 4, [0, 3, 5, 8, 10]),  # ceil(i N / resolution): 2.5 -> 3, 7.5 -> 8
+        (128, 100, sorted({-(-i * 128 // 100) for i in range(101)})),
+        (100, 100, list(range(101))),
+        (60, 100, list(range(61))),
+        (7, None, list(range(8))),
+    ],
+)
+def test_removal_counts(width, resolution, counts):
+    assert removal_counts(width, resolution) == counts
+
+
+@pytest.mark.parametrize("bad", [0, -3, True])
+def test_removal_counts_rejects_a_bad_resolution(bad):
+    with pytest.raises(ValueError, match=f"`resolution` must be a positive integer or None, "
+                                         f"got {bad!r}"):
+        removal_counts(50, bad)
+
+
+def test_a_curve_at_every_percent_is_the_full_curve_at_its_points(coexisting):
+    model, ds, ipr = coexisting
+    full = pruning_curves(model, ds, ipr, seed=2, resolution=None)
+    grid = pruning_curves(model, ds, ipr, seed=2)
+    for name, curve in grid.curves.items():
+        ref = full.curves[name]
+        assert curve.removed.tolist() == removal_counts(128, 100)
+        assert torch.equal(curve.fraction, ref.fraction[curve.removed])
+        for m in METRICS:
+            assert (getattr(curve, m) - getattr(ref, m)[curve.removed]).abs().max() \
+                <= 1 / ds.n_corrupted
+        for i in range(101):  # what the summary and the report read
+            assert curve.at(i / 100)["fraction"] == ref.at(i / 100)["fraction"]
+
+
+def test_sparse_points_equal_ablated_forward_passes_at_the_same_points():
+    # width 300 at resolution 150: two neurons between points, 151 points, so the running
+    # logits also pass two exact recomputations (every 64 points).
+    model, ds = train_full_batch(p=31, width=300, alpha=0.6, xi=0.2, wd=0.3, steps=300)
+    ipr = ipr_scores(model, "add")
+    fast = pruning_curves(model, ds, ipr, resolution=150)
+    slow = pruning_curves(model, ds, ipr, resolution=150, method="forward")
+    assert (fast.method, slow.method) == ("fast", "forward")
+    for name, curve in fast.curves.items():
+        ref = slow.curves[name]
+        assert curve.removed.tolist() == list(range(0, 301, 2)) == ref.removed.tolist()
+        for m in METRICS:
+            assert (getattr(curve, m) - getattr(ref, m)).abs().max() <= 1 / ds.n_corrupted
+        k = int(curve.removed[40])
+        acc = accuracies(_pruned_copy(model, curve.order[:k]), ds)
+        for m in METRICS:
+            assert getattr(curve, m)[40] == pytest.approx(getattr(acc, m), abs=1 / ds.n_corrupted)
 
 
 @pytest.mark.parametrize("norm", ["batchnorm", "layernorm"])

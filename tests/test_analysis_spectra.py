@@ -9,6 +9,7 @@ from _analysis_train import train_full_batch
 
 from mechmem import HookedMLP, MLPConfig, analytic_solution
 from mechmem.analysis import classify_neurons, fourier, ipr_scores
+from mechmem.analysis.ipr import _reference_levels, reference_levels
 from mechmem.analysis.neurons import otsu_threshold
 from mechmem.data import OPERATIONS, primitive_root
 
@@ -121,3 +122,37 @@ def test_user_threshold_overrides_the_automatic_one():
     assert user.generalizing + user.memorizing + user.dead == 50
     with pytest.raises(ValueError, match="finite"):
         classify_neurons(res, threshold=math.nan)
+
+
+@pytest.mark.parametrize(("op", "p", "convention", "parts"), [
+    ("add", 23, "rfft", ("a", "b", "out")),
+    ("mul", 23, "dft", ("a", "b", "out")),
+    ("sq_sum", 19, "rfft", ("a", "out")),
+    ("add", 2, "rfft", ("out",)),
+])
+def test_cached_reference_levels_equal_fresh_ones(op, p, convention, parts):
+    fresh = _reference_levels.__wrapped__(op, p, 2.0, convention, parts)
+    first = reference_levels(op, p, convention=convention, parts=parts)
+    hits = _reference_levels.cache_info().hits
+    again = reference_levels(op, p, convention=convention, parts=parts)
+    assert _reference_levels.cache_info().hits == hits + 1
+    assert first == again == fresh
+    assert all(math.isfinite(x) for x in fresh)
+    # Another exponent or convention is another key, not a stale hit.
+    other = reference_levels(op, p, r=3.0, convention=convention, parts=parts)
+    assert other == _reference_levels.__wrapped__(op, p, 3.0, convention, parts) != fresh
+
+
+def test_reference_levels_cache_is_bounded():
+    for p in (5, 7, 11, 13, 17, 19, 23, 29, 31, 37, 41, 43, 47, 53, 59, 61, 67, 71, 73, 79,
+              83, 89, 97, 101, 103, 107, 109, 113, 127, 131, 137, 139, 149, 151):
+        reference_levels("add", p)
+    info = _reference_levels.cache_info()
+    assert info.maxsize == 32 and info.currsize == 32
+
+
+def test_ipr_scores_give_the_reference_levels_of_their_site():
+    model = HookedMLP(MLPConfig(p=23, width=8), seed=0)
+    res = ipr_scores(model, "sub", r=2.5, convention="dft")
+    fresh = _reference_levels.__wrapped__("sub", 23, 2.5, "dft", ("a", "b", "out"))
+    assert (res.reference_random, res.reference_periodic) == fresh

@@ -19,6 +19,8 @@ from ..data import ModularDataset, task_coordinates
 from ..models.sites import NeuronSite, find_site
 from ._common import hidden_activations
 
+_NEURON_BLOCK = 1024  # neurons per step: a float64 grid of p^2 x 1024 is 77 MB at p = 97
+
 
 @dataclass(frozen=True)
 class NeuronFrequencies:
@@ -52,32 +54,57 @@ def frequency_power(
     acts: Float[Tensor, "pairs neurons"], pairs: Int[Tensor, "pairs 2"], op: str, p: int
 ) -> Float[Tensor, "neurons freqs"]:
     """Per neuron, the fraction of its variance explained by each frequency k = 0..P//2 (0
-    for k = 0), from activations over `pairs` placed on the task's coordinate grid."""
+    for k = 0), from activations over `pairs` placed on the task's coordinate grid.
+
+    Frequency k's power is that of the grid's 2-D DFT F(s, t) on the rows and columns
+    {0, k, P - k}. The grid g(a, b) is real, so |F(-s, -t)| = |F(s, t)|, and those nine
+    entries less F(0, 0) come in mirror pairs of four kinds: F(k, 0), F(0, k), F(k, k) and
+    F(-k, k), the 1-D DFTs at k of g summed over b, over a, along a + b and along b - a. So
+    four projections of the grid and four 1-D FFTs give every frequency, and Parseval the
+    total, where a full 2-D FFT would cost P times more.
+    """
     coords = task_coordinates(op, p)
     P = coords.period
     ca, cb = coords.a[pairs[:, 0]], coords.b[pairs[:, 1]]
     keep = (ca >= 0) & (cb >= 0)
-    acts = acts[keep].to(torch.float64)
-    ca, cb = ca[keep], cb[keep]
-    n = acts.shape[1]
+    if not bool(keep.all()):
+        acts, ca, cb = acts[keep], ca[keep], cb[keep]
     # Mean over the pairs that fall on each grid cell (several do where coordinates repeat).
     cell = ca * P + cb
-    grid = torch.zeros(P * P, n, dtype=torch.float64).index_add_(0, cell, acts)
-    count = torch.zeros(P * P, dtype=torch.float64).index_add_(0, cell, torch.ones_like(
-        cell, dtype=torch.float64))
-    grid = torch.where(count[:, None] > 0, grid / count.clamp_min(1)[:, None], 0.0)
-    filled = count > 0
-    mean = grid[filled].mean(0)
-    grid = torch.where(filled[:, None], grid - mean, 0.0).T.reshape(n, P, P)
-    power = torch.fft.fft2(grid).abs().square()  # (neurons, P, P)
-    power[:, 0, 0] = 0.0
-    total = power.sum((1, 2))
+    count = torch.bincount(cell, minlength=P * P)
+    a, b = torch.arange(P * P) // P, torch.arange(P * P) % P
     half = P // 2
-    out = torch.zeros(n, half + 1, dtype=torch.float64)
-    for k in range(1, half + 1):
-        idx = torch.tensor(sorted({0, k, (P - k) % P}))
-        out[:, k] = power[:, idx][:, :, idx].sum((1, 2))
-    return torch.where(total[:, None] > 0, out / total.clamp_min(1e-300)[:, None], 0.0)
+    k = torch.arange(1, half + 1)
+    distinct = (P - k != k).to(torch.float64)[:, None]  # k and -k differ: each kind twice
+    out = torch.zeros(acts.shape[1], half + 1, dtype=torch.float64)
+    # Neurons are independent: a block at a time bounds the float64 grid's memory.
+    for lo in range(0, acts.shape[1], _NEURON_BLOCK):
+        block = acts[:, lo : lo + _NEURON_BLOCK].to(torch.float64)
+        n = block.shape[1]
+        grid = torch.zeros(P * P, n, dtype=torch.float64).index_add_(0, cell, block)
+        del block
+        if int(count.max()) > 1:
+            grid /= count.clamp_min(1).to(torch.float64)[:, None]
+        filled = count > 0
+        if bool(filled.all()):
+            grid -= grid.mean(0)
+        else:
+            grid -= grid[filled].mean(0)
+            grid[~filled] = 0.0
+        # grid: (P * P, neurons), row a * P + b
+        proj = torch.stack([
+            grid.view(P, P, n).sum(1),  # over b: F(s, 0)
+            grid.view(P, P, n).sum(0),  # over a: F(0, t)
+            torch.zeros(P, n, dtype=torch.float64).index_add_(0, (a + b) % P, grid),  # F(k, k)
+            torch.zeros(P, n, dtype=torch.float64).index_add_(0, (b - a) % P, grid),  # F(-k, k)
+        ])  # (4, P, neurons)
+        power = torch.fft.rfft(proj, dim=1).abs().square()  # (4, P//2 + 1, neurons)
+        total = P * P * grid.square().sum(0) - grid.sum(0).square()  # Parseval, less F(0, 0)
+        del grid
+        part = ((power[:3, 1:].sum(0) + distinct * power[3, 1:]) * (1 + distinct)).T
+        out[lo : lo + n, 1:] = torch.where(total[:, None] > 0,
+                                           part / total.clamp_min(1e-300)[:, None], 0.0)
+    return out
 
 
 def neuron_frequencies(
@@ -104,7 +131,8 @@ def neuron_frequencies(
     acts = acts.detach().cpu()
     explained = frequency_power(acts, dataset.pairs, dataset.spec.op, dataset.p)
     finite = torch.isfinite(acts).all(0)
-    dead = ~finite | (acts.to(torch.float64).std(0) == 0) | (explained.sum(1) == 0)
+    std = torch.cat([x.to(torch.float64).std(0) for x in acts.split(_NEURON_BLOCK, 1)])
+    dead = ~finite | (std == 0) | (explained.sum(1) == 0)
     explained = torch.where(dead[:, None], 0.0, explained)
     if explained.shape[1] > 1:
         key = explained[:, 1:].argmax(1) + 1

@@ -1,5 +1,6 @@
 """Inverse participation ratio of every neuron: how concentrated its spectrum is."""
 
+import functools
 import math
 from dataclasses import dataclass
 
@@ -16,6 +17,7 @@ from .spectrum import fourier_basis, ipr, n_frequencies, neuron_ipr, spectrum
 PARTS = ("a", "b", "out")
 
 _N_RANDOM = 512  # random vectors averaged for the random-level reference
+_CACHED_LEVELS = 32  # (op, p, r, convention, parts) keys kept: one per task and site kind
 
 
 @dataclass(frozen=True)
@@ -77,7 +79,17 @@ def reference_levels(
 ) -> tuple[float, float]:
     """(random, periodic): the mean combined IPR of Gaussian random neurons (seeded, so
     deterministic) and of the analytic solution's neurons, for this task and convention,
-    over the weight `parts` a site has (of "a", "b", "out")."""
+    over the weight `parts` a site has (of "a", "b", "out").
+
+    They depend on nothing else, so they are computed once per process for each such key
+    (the last 32 kept): a run's snapshots, sites and sweep cells share them."""
+    return _reference_levels(op, p, r, convention, tuple(parts))
+
+
+@functools.lru_cache(maxsize=_CACHED_LEVELS, typed=True)
+def _reference_levels(
+    op: str, p: int, r: float, convention: str, parts: tuple[str, ...]
+) -> tuple[float, float]:
     coords = task_coordinates(op, p)
     axes = {"a": coords.a, "b": coords.b, "out": coords.out}
     gen = torch.Generator().manual_seed(0)

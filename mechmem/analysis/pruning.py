@@ -14,21 +14,24 @@ from .accuracy import METRICS, metrics_from_hits, metrics_from_predictions
 from .ipr import IPRResult
 
 ORDERS = ("ipr_ascending", "ipr_descending", "random")
+RESOLUTION = 100  # default points per curve: every 1% removed (the report's lines, at(f) exact)
 _BLOCK_ELEMENTS = 2**20  # logits entries per fast-path step (see `_fast`)
 
 
 @dataclass(frozen=True)
 class PruningCurve:
-    """Accuracies after removing the first k neurons of `order`, for k = 0..N.
+    """Accuracies after removing the first k neurons of `order`, for each count k in `removed`.
 
     Attributes:
         order: neuron indices in removal order.
+        removed: k, the number of neurons removed at each point (increasing, from 0 to N).
         fraction: k / N for each point.
         corrupted_memorized, corrupted_true, clean_train, train, test: accuracy at each point
             (see `AccuracyResult`; NaN throughout for an empty subset).
     """
 
     order: Int[Tensor, " neurons"]
+    removed: Int[Tensor, " points"]
     fraction: Float[Tensor, " points"]
     corrupted_memorized: Float[Tensor, " points"]
     corrupted_true: Float[Tensor, " points"]
@@ -94,86 +97,110 @@ def _hits(logits: Tensor, labels: Tensor) -> Tensor:
     return hit
 
 
+def removal_counts(width: int, resolution: int | None = RESOLUTION) -> list[int]:
+    """The counts k at which a pruning curve is evaluated: ceil(i N / resolution) for
+    i = 0..resolution, so that a multiple of 1/resolution is always a point and `at` reads it
+    where a curve at every count would; every k = 0..N when `resolution` is None or >= N."""
+    if resolution is not None and (isinstance(resolution, bool)
+                                   or not isinstance(resolution, int) or resolution < 1):
+        raise ValueError(f"`resolution` must be a positive integer or None, got {resolution!r}.")
+    if resolution is None or resolution >= width:
+        return list(range(width + 1))
+    return sorted({-(-i * width // resolution) for i in range(resolution + 1)})
+
+
 def _fast(
-    hidden: Float[Tensor, "pairs neurons"],
-    readout: Float[Tensor, "p neurons"],
+    hT: Float[Tensor, "neurons pairs"],
+    WT: Float[Tensor, "neurons p"],
     bias: Float[Tensor, "*pairs p"] | None,
+    full: Float[Tensor, "pairs p"],
     order: list[int],
+    counts: list[int],
     true_labels: Int[Tensor, " pairs"],
     rows: Int[Tensor, " corrupted"],
     row_labels: Int[Tensor, " corrupted"],
 ) -> tuple[Tensor, Tensor]:
-    """Hits after each removal from running logits, updated by one rank-1 term a step.
+    """Hits after removing the first k neurons of `order`, for each k in `counts`, from running
+    logits.
 
-    logits(x) = bias + sum_k W[:, k] hidden_k(x), W the site's output weights and bias the
+    logits(x) = bias + sum_k W[:, k] hidden_k(x), with hT the activations transposed (one
+    contiguous row per neuron), WT the site's output weights W transposed and bias the
     logits' bias (p,) or, where other paths reach the logits, what they give each pair
-    (pairs, p): removing neuron j subtracts hidden_j(x) W[:, j]. The sum is recomputed exactly
-    every `resync` steps (and is exactly the bias at the end) so that float rounding cannot
-    drift over thousands of updates.
+    (pairs, p). The running sum starts from the bias (every neuron removed, exact) and puts
+    the neurons back in reverse order, one rank-|J| update from one point to the previous, so
+    that the few neurons left late in a curve are never the small difference of two large
+    sums. It is recomputed exactly every `resync` points, and the point k = 0 is `full`, the
+    model's own logits, so float rounding cannot drift over thousands of updates. `counts` is
+    increasing, from 0 to N.
 
     Returns:
-        (hits vs the true label for every pair, (N+1, pairs); hits vs the trained label for the
-        pairs `rows` (corrupted examples whose label differs), (N+1, corrupted)).
+        (hits vs the true label for every pair, (points, pairs); hits vs the trained label for
+        the pairs `rows` (corrupted examples whose label differs), (points, corrupted)).
     """
-    n, pairs = len(order), hidden.shape[0]
-    hT = hidden.T.contiguous()  # (neurons, pairs): one contiguous row per neuron
-    WT = readout.T.contiguous()  # (neurons, p)
+    n, pairs = len(order), hT.shape[1]
     dev = hT.device
     if bias is None:
         bias = torch.zeros(WT.shape[1], device=dev)
-    kept = torch.ones(n, dtype=torch.bool, device=dev)
-    resync = max(64, n // 16)
+    kept = torch.zeros(n, dtype=torch.bool, device=dev)
+    resync = max(64, (len(counts) - 1) // 16)
     lab = true_labels.to(dev)[:, None]  # (pairs, 1)
     rows, row_lab = rows.to(dev), row_labels.to(dev)[:, None]
+    neuron = torch.tensor(order, device=dev)
 
     def exact() -> Tensor:
         return torch.addmm(bias, hT[kept].T, WT[kept])  # (pairs, p)
 
-    hit_true = torch.empty(n + 1, pairs, dtype=torch.bool, device=dev)
-    hit_rows = torch.empty(n + 1, rows.numel(), dtype=torch.bool, device=dev)
+    hit_true = torch.empty(len(counts), pairs, dtype=torch.bool, device=dev)
+    hit_rows = torch.empty(len(counts), rows.numel(), dtype=torch.bool, device=dev)
 
-    def record(k: int, logits: Tensor) -> None:
-        # logits is (b, pairs, p) for the b points k .. k + b - 1.
+    def record(i: int, logits: Tensor) -> None:
+        # logits is (b, pairs, p) for the b points i .. i + b - 1.
         b = logits.shape[0]
-        hit_true[k : k + b] = _hits(logits, lab.expand(b, -1, -1))
-        sub = logits[:, rows]  # (b, corrupted, p), a copy
-        hit_rows[k : k + b] = _hits(sub, row_lab.expand(b, -1, -1))
+        hit_true[i : i + b] = _hits(logits, lab.expand(b, -1, -1))
+        sub = logits.index_select(1, rows)  # (b, corrupted, p), a copy
+        hit_rows[i : i + b] = _hits(sub, row_lab.expand(b, -1, -1))
 
-    # Small tasks take several removals per step (a cumulative sum over a block) so that each
-    # tensor op is big enough to be worth its overhead; large ones go one rank-1 update at a
-    # time, which keeps the running logits in cache.
-    block = max(1, min(256, _BLOCK_ELEMENTS // (pairs * WT.shape[1])))
-    logits = exact()
-    record(0, logits[None])
-    k = 0
-    while k < n:
-        js = torch.tensor(order[k : k + block], device=dev)
-        b = js.numel()
-        if b == 1:
-            logits.addr_(hT[js[0]], WT[js[0]], alpha=-1)
-            record(k + 1, logits[None])
+    # With a point after every removal, small tasks take several neurons per step (a
+    # cumulative sum over a block) so that each tensor op is big enough to be worth its
+    # overhead; large ones go one rank-1 update at a time, which keeps the running logits in
+    # cache. Between sparser points, the neurons in between go in one update.
+    every = len(counts) == n + 1
+    block = max(1, min(256, _BLOCK_ELEMENTS // (pairs * WT.shape[1]))) if every else 1
+    logits = bias.expand(pairs, -1).clone()  # (pairs, p)
+    i = len(counts) - 1
+    record(i, logits[None])
+    while i > 0:
+        b = min(block, i)  # points taken in this step: i - b .. i - 1
+        js = neuron[counts[i - b] : counts[i]]  # put back, last removed first
+        if b > 1:
+            # steps[j]: the last j + 1 neurons of the block, i.e. point i - 1 - j.
+            steps = torch.einsum("bx,bq->bxq", hT[js], WT[js]).flip(0).cumsum(0)
+            record(i - b, (logits + steps).flip(0))
+            logits += steps[-1]
         else:
-            steps = torch.einsum("bx,bq->bxq", hT[js], WT[js]).cumsum(0)  # (block, pairs, p)
-            logits -= steps[-1]
-            steps = logits - (steps - steps[-1])  # the logits after each removal of the block
-            record(k + 1, steps)
-        kept[js] = False
-        k += b
-        if k == n:
-            record(n, bias.expand(1, pairs, -1).clone())
-        elif k // resync > (k - b) // resync:
+            if js.numel() == 1:
+                logits.addr_(hT[js[0]], WT[js[0]])
+            else:
+                logits.addmm_(hT[js].T, WT[js])
+            record(i - 1, logits[None])
+        kept[js] = True
+        if i - b == 0:
+            record(0, full[None])
+        elif (i - b) // resync < i // resync:
             logits = exact()
+        i -= b
     return hit_true.cpu(), hit_rows.cpu()
 
 
-def _forward(model: nn.Module, inputs: Tensor, order: list[int],
+def _forward(model: nn.Module, inputs: Tensor, order: list[int], counts: list[int],
              site: NeuronSite) -> Int[Tensor, "points pairs"]:
-    """Predictions after each removal, one forward pass through the ablation hooks per point."""
-    preds = torch.empty(len(order) + 1, inputs.shape[0], dtype=torch.int64)
+    """Predictions after removing the first k neurons of `order` for each k in `counts`, one
+    forward pass through the ablation hooks per point."""
+    preds = torch.empty(len(counts), inputs.shape[0], dtype=torch.int64)
     with evaluating(model):
-        for k in range(len(order) + 1):
+        for i, k in enumerate(counts):
             with ablate(model, torch.tensor(order[:k], dtype=torch.long), site=site):
-                preds[k] = predict(model(inputs)).cpu()
+                preds[i] = predict(model(inputs)).cpu()
     return preds
 
 
@@ -185,13 +212,16 @@ def pruning_curves(
     seed: int = 0,
     method: str = "auto",
     site: str | NeuronSite | None = None,
+    resolution: int | None = RESOLUTION,
 ) -> PruningResult:
     """Accuracies as neurons are zeroed one at a time, lowest IPR first, highest first, random.
 
     A neuron is removed by zeroing its activation at its site's hook (for `HookedMLP`
     `hook_normed`, what W reads, which for a model without normalization or with BatchNorm is
     exactly zeroing its row of U, row of V and column of W; for the transformer its MLP
-    neurons). Every count k = 0..N is evaluated on all pairs of the task.
+    neurons). Each point is evaluated exactly, on all pairs of the task, after removing
+    k = ceil(i N / resolution) neurons for i = 0..resolution (every 1% by default; every count
+    k = 0..N where N <= resolution).
 
     Args:
         model: any model with neuron sites (evaluated in eval mode; its mode is restored).
@@ -203,6 +233,9 @@ def pruning_curves(
             "fast" unless the site is not read linearly, the weights hold non-finite values or
             the model carries hooks of its own.
         site: the neuron site (default: the one `ipr` was measured at).
+        resolution: points per curve, less one: a point at every multiple of 1/resolution of
+            the neurons (rounded up to a whole neuron), so `PruningCurve.at` of such a fraction
+            reads the same point as a curve at every count; None for every count k = 0..N.
 
     Returns:
         A `PruningResult` with one `PruningCurve` per order.
@@ -219,6 +252,7 @@ def pruning_curves(
         raise ValueError(
             f"IPR result has {ipr.combined.shape[0]} neurons but the model has {width}."
         )
+    counts = removal_counts(width, resolution)
     inputs = dataset.model_inputs().to(model.device)
     hidden = bias = None
     linear = s.linear and s.output is not None
@@ -244,22 +278,25 @@ def pruning_curves(
             )
     elif method == "auto":
         method = "forward"
-    fraction = torch.arange(width + 1, dtype=torch.float64) / width
+    removed = torch.tensor(counts, dtype=torch.int64)
+    fraction = removed.to(torch.float64) / width
     # Corrupted examples whose label differs from the true one: the only training examples
     # where "right vs the trained label" is not "right vs the true label".
     differs = dataset.mislabelled
     rows = dataset.train_idx[differs]
+    if method == "fast":  # one contiguous row per neuron, shared by the three orders
+        hT, WT = hidden.T.contiguous(), readout.T.contiguous()  # (neurons, pairs), (neurons, p)
     curves = {}
     for name, order in removal_orders(ipr, seed=seed).items():
         if method == "fast":
             with torch.no_grad(), single_thread():
-                hit_true, hit_rows = _fast(hidden, readout, bias, order.tolist(),
+                hit_true, hit_rows = _fast(hT, WT, bias, logits, order.tolist(), counts,
                                            dataset.labels, rows, dataset.train_labels[differs])
             hit_label = hit_true[:, dataset.train_idx]
             hit_label[:, differs] = hit_rows
             metrics = metrics_from_hits(hit_true, hit_label, dataset)
         else:
-            metrics = metrics_from_predictions(_forward(model, inputs, order.tolist(), s),
-                                               dataset)
-        curves[name] = PruningCurve(order=order, fraction=fraction, **metrics)
+            metrics = metrics_from_predictions(
+                _forward(model, inputs, order.tolist(), counts, s), dataset)
+        curves[name] = PruningCurve(order=order, removed=removed, fraction=fraction, **metrics)
     return PruningResult(curves=curves, method=method, seed=seed)
