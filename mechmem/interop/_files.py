@@ -5,10 +5,12 @@ and its config under "config". Written as plain data (numbers, strings, None, to
 and dicts: what `save_transformer_lens` writes) it opens with `torch.load(weights_only=True)`.
 TransformerLens's grokking demo pickles the `HookedTransformerConfig` object itself; unpickling an
 object can run any code, so such a file is refused unless the caller says it trusts it
-(`trust_pickled_code=True`). Optional entries: "dataset" (mechmem's dataset dict: the exact split
-and labels), or the demo's "train_indices" (indices into the row-major a * p + b pairs, addition),
-its "train_losses" / "test_losses" (one per step), read as the training history, and its
-"checkpoints" (state_dicts) with "checkpoint_epochs" (their steps), read as weight snapshots.
+(`trust_pickled_code=True`), and even then it may pickle nothing else (`TRUSTED_GLOBALS`: the
+config class is rebuilt from its fields, no other code runs). Optional entries: "dataset"
+(mechmem's dataset dict: the exact split and labels), or the demo's "train_indices" (indices
+into the row-major a * p + b pairs, addition), its "train_losses" / "test_losses" (one per step),
+read as the training history, and its "checkpoints" (state_dicts) with "checkpoint_epochs"
+(their steps), read as weight snapshots.
 """
 
 import dataclasses
@@ -153,28 +155,57 @@ def _refusal(path: Path, name: str) -> str:
             "--trust-pickled-code) and re-save it as plain data with save_transformer_lens.")
 
 
+# What `trust_pickled_code` lets a file hold beyond plain data: TransformerLens's config class,
+# under its module path since transformer-lens 3 and the one before (where the grokking demo's
+# files name it). That is all a HookedTransformer save pickles besides tensors, torch dtypes and
+# numpy scalars (listed from a real transformer-lens 3.9 save). The unpickler stays
+# weights_only: it makes the config with `__new__` and sets its fields, and runs no other code.
+TRUSTED_GLOBALS = (
+    "transformer_lens.config.hooked_transformer_config.HookedTransformerConfig",
+    "transformer_lens.HookedTransformerConfig.HookedTransformerConfig",
+)
+
+
+def _trusted() -> list[Any]:
+    cls = transformer_lens().HookedTransformerConfig  # says how to install it if missing
+    return [(cls, name) for name in TRUSTED_GLOBALS]
+
+
+def _load(path: Path, allowed: list[Any]) -> Any:
+    with warnings.catch_warnings(), torch.serialization.safe_globals(allowed):
+        warnings.simplefilter("ignore")
+        return torch.load(path, map_location="cpu", weights_only=True)
+
+
+def _refused_global(error: Exception) -> str | None:
+    found = re.search(r"GLOBAL ([\w.]+)", str(error))
+    return found.group(1) if isinstance(error, pickle.UnpicklingError) and found else None
+
+
 def read_model_file(path: Path, *, trust_pickled_code: bool = False) -> Any:
     """What `path` holds, read with weights_only (numpy scalars allowed); a file pickling
-    TransformerLens objects only with `trust_pickled_code`. Errors as `load_checkpoint`'s."""
+    TransformerLens's config object only with `trust_pickled_code` (and then nothing else
+    beyond plain data). Errors as `load_checkpoint`'s."""
     if not path.exists():
         raise FileNotFoundError(f"{path}: no such checkpoint file.")
     if path.is_dir():
         raise IsADirectoryError(f"{path}: is a folder, not a checkpoint file.")
     try:
-        with warnings.catch_warnings(), torch.serialization.safe_globals(_NUMPY_SCALARS):
-            warnings.simplefilter("ignore")
-            return torch.load(path, map_location="cpu", weights_only=True)
-    except pickle.UnpicklingError as e:
-        found = re.search(r"GLOBAL ([\w.]+)", str(e))
-        if found and found.group(1).startswith("transformer_lens."):
-            if not trust_pickled_code:
-                raise ValueError(_refusal(path, found.group(1))) from None
-            transformer_lens()  # the pickle imports it; say how to install it if missing
-            with warnings.catch_warnings():
-                warnings.simplefilter("ignore")
-                return torch.load(path, map_location="cpu", weights_only=False)
-    except Exception:  # noqa: BLE001  (answered below with the checkpoint reader's sentence)
-        pass
+        return _load(path, _NUMPY_SCALARS)
+    except Exception as e:  # noqa: BLE001  (answered below with the checkpoint reader's sentence)
+        name = _refused_global(e)
+    if name in TRUSTED_GLOBALS:
+        if not trust_pickled_code:
+            raise ValueError(_refusal(path, name))
+        try:
+            return _load(path, _NUMPY_SCALARS + _trusted())
+        except Exception as e:  # noqa: BLE001
+            other = _refused_global(e)
+            if other is not None:
+                raise ValueError(
+                    f"{path}: refused to load, even trusting TransformerLens's pickled config: "
+                    f"it also asks for the Python object {other}, which no TransformerLens "
+                    "save holds; nothing in it was run.") from None
     return _read(path)  # not readable as plain data: raises its one-sentence error
 
 
@@ -272,9 +303,10 @@ def load_transformer_lens(
 
     Args:
         path: the file.
-        trust_pickled_code: also open a file that pickles TransformerLens objects (its config
-            object, as TransformerLens's grokking demo saves it). Unpickling runs whatever code
-            the file names: only for files you trust; re-save them with `save_transformer_lens`.
+        trust_pickled_code: also open a file that pickles TransformerLens's config object (as
+            its grokking demo saves it); the file may pickle nothing else (a file that names
+            any other Python object is refused). Re-save such files with
+            `save_transformer_lens`.
         op: the task's operation where the file gives only "train_indices" (the demo's: "add").
 
     Returns:
