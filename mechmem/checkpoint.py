@@ -163,6 +163,11 @@ def _read(path: Path) -> Any:
                 "beyond tensors and plain containers, and mechmem never unpickles code "
                 "(weights_only=True)."
             ) from None
+        head = _head(path)
+        if head is not None and head != _ZIP_MAGIC and _ZIP_MAGIC.startswith(head):
+            # less than the archive's first bytes: torch tried it as a legacy pickle
+            raise ValueError(f"{path}: truncated or corrupt checkpoint file ({_first(e)}); "
+                             "nothing in it was run.") from None
         raise ValueError(
             f"{path}: not a mechmem checkpoint: its contents are not tensors and plain "
             "containers written by torch.save; nothing in it was run."
@@ -179,15 +184,19 @@ def _read(path: Path) -> Any:
 _ZIP_MAGIC = b"PK\x03\x04"
 
 
+def _head(path: Path) -> bytes | None:
+    try:
+        with open(path, "rb") as f:
+            return f.read(len(_ZIP_MAGIC))
+    except OSError:
+        return None
+
+
 def _truncated_or_corrupt(path: Path, error: Exception) -> bool:
     if isinstance(error, EOFError | zipfile.BadZipFile):
         return True
-    try:
-        with open(path, "rb") as f:
-            head = f.read(len(_ZIP_MAGIC))
-    except OSError:
-        return False
-    return head == _ZIP_MAGIC or len(head) < len(_ZIP_MAGIC)
+    head = _head(path)
+    return head is not None and _ZIP_MAGIC.startswith(head)  # the archive's start, or less
 
 
 def _first(error: Exception) -> str:
@@ -360,8 +369,10 @@ def _train_state(state: Any, family: str, model: torch.nn.Module) -> dict[str, A
     if not isinstance(state, Mapping):
         raise _Damaged(f"its train_state is {_show(state)}, not a mapping")
     opt = state.get("optimizer")
-    if not isinstance(state.get("version"), int) or not isinstance(opt, Mapping):
-        raise _Damaged("its train_state lacks an integer version or an optimizer mapping")
+    if not isinstance(state.get("version"), int):
+        raise _Damaged("its train_state lacks an integer version")
+    if not isinstance(opt, Mapping):
+        raise _Damaged(f"its train_state optimizer is {_show(opt)}, not a mapping")
     if family == "mlp":  # mechmem's fused optimizer: step count and moments per parameter
         n = len(list(model.parameters()))
         if not isinstance(opt.get("kind"), str) or isinstance(opt.get("steps"), bool) or (

@@ -132,7 +132,7 @@ class SweepConfig:
                     cell = cell.with_paper_minibatch_rule(cell.batch_size)
             except (ValueError, TypeError) as e:
                 where = ", ".join(f"{k}={v!r}" for k, v in s.items())
-                raise ValueError(f"Sweep cell {k + 1} of {self.n_cells} ({where}): {e}"
+                raise ValueError(f"Sweep cell {where}: {e} (cell {k + 1} of {self.n_cells})"
                                  ) from None
             out.append(cell)
         return out

@@ -93,10 +93,9 @@ def sweep(
         >>> sweep(sc, out="sweeps/small").phase_grid().values
     """
     if config is not None and not isinstance(config, SweepConfig):
-        hint = (": wrap it as SweepConfig(base=config, axes=...)"
-                if isinstance(config, TrainConfig) else "")
-        raise TypeError(f"`config` must be a SweepConfig (or None with resume=True), got "
-                        f"{type(config).__name__} {config!r:.60}{hint}.")
+        got = ("a TrainConfig: wrap it as SweepConfig(base=config, axes=...)"
+               if isinstance(config, TrainConfig) else f"{type(config).__name__} {config!r:.60}")
+        raise TypeError(f"`config` must be a SweepConfig (or None with resume=True), got {got}.")
     if not isinstance(out, str | os.PathLike):
         raise TypeError(f"`out` must be a folder path (a string or a path), got "
                         f"{type(out).__name__} {out!r:.60}.")

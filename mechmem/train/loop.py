@@ -136,9 +136,13 @@ def resume(
                meta={**ckpt.meta, "checkpoint_every": every or 0}, out=target, every=every,
                history={k: list(v) for k, v in ckpt.history.items()},
                snapshots={k: list(v.unbind(0)) for k, v in ckpt.snapshots.items()},
-               start=ckpt.step, optimizer=state["optimizer"])
+               start=ckpt.step, optimizer=state["optimizer"], source=Path(path))
     with _lock(target):
         return _train(run, progress)
+
+
+def _first_line(e: Exception) -> str:
+    return str(e).strip().splitlines()[0] if str(e).strip() else type(e).__name__
 
 
 def _lock(out: Path | None) -> contextlib.AbstractContextManager:
@@ -171,6 +175,7 @@ class _Run:
     snapshots: dict[str, list] = field(default_factory=dict)
     start: int = 0
     optimizer: dict | None = None
+    source: Path | None = None  # the checkpoint a resumed run was read from
 
     def record(self, entry: dict[str, float], keys: tuple[str, ...]) -> None:
         for k in keys:
@@ -219,7 +224,11 @@ def _train(run: _Run, progress: bool) -> Checkpoint:
     config = run.config
     group = make_group([config], models=[run.model], datasets=[run.dataset])
     if run.optimizer is not None:
-        group.load_optimizer_state([run.optimizer])
+        try:
+            group.load_optimizer_state([run.optimizer])
+        except (KeyError, TypeError, ValueError, RuntimeError) as e:
+            raise ValueError(f"{run.source}: damaged mechmem checkpoint: its train_state optimizer "
+                             f"does not fit the model ({_first_line(e)}).") from None
     start, steps, snap_every = run.start, config.steps, config.snapshot_every
     bar = progress_bar(total=steps, initial=start, disable=not progress, unit="step",
                        dynamic_ncols=True, leave=True)
