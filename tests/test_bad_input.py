@@ -272,6 +272,17 @@ def test_every_float_field_refuses_nan_and_infinities(field, value):
         TrainConfig(**{field: value})
 
 
+@pytest.mark.parametrize("family", ["mlp", "mlp3", "transformer"])
+@pytest.mark.parametrize("field", ["dropout", "init_scale"])
+def test_model_configs_refuse_nan_and_infinities(family, field):
+    from mechmem.models.families import FAMILIES
+
+    config_cls = FAMILIES[family][0]
+    for value in (math.nan, math.inf):
+        with pytest.raises(ValueError, match=rf"`{field}` must be finite, got {value}"):
+            config_cls(**{field: value})
+
+
 def test_betas_refuse_nan():
     with pytest.raises(ValueError, match=r"`betas` must be finite, got \(nan, 0.9\)"):
         TrainConfig(betas=(math.nan, 0.9))
