@@ -133,7 +133,11 @@ def exclusive(lock: Path, what: str) -> Iterator[None]:
         BlockingIOError: another process holds it (the message names its pid and host).
     """
     while True:
-        fd = os.open(lock, os.O_RDWR | os.O_CREAT, 0o666)
+        try:
+            fd = os.open(lock, os.O_RDWR | os.O_CREAT, 0o666)
+        except OSError as e:
+            raise PermissionError(f"Cannot write {what}: its lock file {lock} cannot be created "
+                                  f"({e.strerror or type(e).__name__}).") from None
         try:
             fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
         except OSError as e:

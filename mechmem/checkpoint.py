@@ -295,7 +295,7 @@ def _build(obj: Mapping[str, Any], path: Path) -> Checkpoint:
         history=history,
         snapshots=snapshots,
         step=step,
-        train_state=_train_state(obj.get("train_state"), family, model),
+        train_state=_train_state(obj.get("train_state"), model),
         meta=dict(meta),
         path=path,
     )
@@ -363,7 +363,7 @@ def _train_config(train_config: Any, model: torch.nn.Module, dataset: ModularDat
     return dict(train_config)
 
 
-def _train_state(state: Any, family: str, model: torch.nn.Module) -> dict[str, Any] | None:
+def _train_state(state: Any, model: torch.nn.Module) -> dict[str, Any] | None:
     if state is None:
         return None
     if not isinstance(state, Mapping):
@@ -373,21 +373,17 @@ def _train_state(state: Any, family: str, model: torch.nn.Module) -> dict[str, A
         raise _Damaged("its train_state lacks an integer version")
     if not isinstance(opt, Mapping):
         raise _Damaged(f"its train_state optimizer is {_show(opt)}, not a mapping")
-    if family == "mlp":  # mechmem's fused optimizer: step count and moments per parameter
-        n = len(list(model.parameters()))
-        if not isinstance(opt.get("kind"), str) or isinstance(opt.get("steps"), bool) or (
-                not isinstance(opt.get("steps"), int)):
-            raise _Damaged("its train_state optimizer lacks its kind or step count")
-        for k in ("exp_avg", "exp_avg_sq"):
-            v = opt.get(k)
-            if not isinstance(v, list) or not all(isinstance(t, Tensor) for t in v) or (
-                    v and len(v) != n):
-                raise _Damaged(f"its train_state optimizer {k} is {_show(v)}, not a list of "
-                               f"{n} tensors")
-    elif not isinstance(opt.get("state"), Mapping) or not isinstance(
-            opt.get("param_groups"), list):  # a torch.optim state_dict
-        raise _Damaged("its train_state optimizer is not a torch optimizer state "
-                       "(state and param_groups)")
+    # mechmem's optimizer (every family): its kind, step count and moments per parameter
+    n = len(list(model.parameters()))
+    if not isinstance(opt.get("kind"), str) or isinstance(opt.get("steps"), bool) or (
+            not isinstance(opt.get("steps"), int)):
+        raise _Damaged("its train_state optimizer lacks its kind or step count")
+    for k in ("exp_avg", "exp_avg_sq"):
+        v = opt.get(k)
+        if not isinstance(v, list) or not all(isinstance(t, Tensor) for t in v) or (
+                v and len(v) != n):
+            raise _Damaged(f"its train_state optimizer {k} is {_show(v)}, not a list of "
+                           f"{n} tensors")
     return dict(state)
 
 

@@ -199,8 +199,9 @@ def read_cells_to_resume(folder: Path) -> list[dict[str, Any]]:
     out = []
     for k, _, cell, problem in _lines(folder):
         if problem:
+            # stacklevel: past _sweep and sweep, at sweep's caller
             warnings.warn(damaged_line(folder, k, problem) + "; that cell is trained again.",
-                          stacklevel=2)
+                          stacklevel=4)
         else:
             out.append(cell)
     return out
