@@ -14,6 +14,7 @@ read as the training history, and its "checkpoints" (state_dicts) with "checkpoi
 """
 
 import dataclasses
+import importlib
 import os
 import pickle
 import re
@@ -166,9 +167,20 @@ TRUSTED_GLOBALS = (
 )
 
 
-def _trusted() -> list[Any]:
-    cls = transformer_lens().HookedTransformerConfig  # says how to install it if missing
-    return [(cls, name) for name in TRUSTED_GLOBALS]
+def _trusted(path: Path, name: str) -> list[Any]:
+    """The config class, registered under every name in `TRUSTED_GLOBALS`."""
+    transformer_lens()  # says how to install it if missing
+    for full in TRUSTED_GLOBALS:
+        module, _, attr = full.rpartition(".")
+        try:
+            cls = getattr(importlib.import_module(module), attr)
+        except (ImportError, AttributeError):
+            continue
+        return [(cls, n) for n in TRUSTED_GLOBALS]
+    raise ValueError(
+        f"{path}: it pickles TransformerLens's {name.rsplit('.', 1)[-1]}, which the installed "
+        "TransformerLens no longer has: open it once where TransformerLens 3.x is installed "
+        '(pip install "transformer-lens>=3.9,<4") and re-save it with save_transformer_lens.')
 
 
 def _load(path: Path, allowed: list[Any]) -> Any:
@@ -197,8 +209,9 @@ def read_model_file(path: Path, *, trust_pickled_code: bool = False) -> Any:
     if name in TRUSTED_GLOBALS:
         if not trust_pickled_code:
             raise ValueError(_refusal(path, name))
+        allowed = _NUMPY_SCALARS + _trusted(path, name)
         try:
-            return _load(path, _NUMPY_SCALARS + _trusted())
+            return _load(path, allowed)
         except Exception as e:  # noqa: BLE001
             other = _refused_global(e)
             if other is not None:
