@@ -9,8 +9,10 @@ own range checks compare values of the right type. Rules: `int` takes integers b
 """
 
 import dataclasses
+import functools
 import math
 import types
+from collections.abc import Callable
 from typing import Any, Literal, Union, get_args, get_origin, get_type_hints
 
 
@@ -21,16 +23,23 @@ def check_fields(obj: Any, *, skip: tuple[str, ...] = ()) -> None:
         TypeError: a field holds a value of another type (the message names the field).
         ValueError: a float field holds NaN or an infinity.
     """
-    hints = get_type_hints(type(obj))
-    for f in dataclasses.fields(obj):
-        if f.name in skip:
+    for name, kind, matches in _checkers(type(obj)):
+        if name in skip:
             continue
-        value, kind = getattr(obj, f.name), hints[f.name]
-        if not _matches(value, kind):
-            raise TypeError(f"`{f.name}` must be {describe(kind)}, got {type(value).__name__} "
+        value = getattr(obj, name)
+        if not matches(value):
+            raise TypeError(f"`{name}` must be {describe(kind)}, got {type(value).__name__} "
                             f"{value!r:.60}.")
         if not _finite(value):
-            raise ValueError(f"`{f.name}` must be finite, got {value!r}.")
+            raise ValueError(f"`{name}` must be finite, got {value!r}.")
+
+
+@functools.cache
+def _checkers(cls: type) -> tuple[tuple[str, Any, Callable[[Any], bool]], ...]:
+    """(field, annotation, test) for each field of `cls`, read once per class."""
+    hints = get_type_hints(cls)
+    return tuple((f.name, hints[f.name], _matcher(hints[f.name]))
+                 for f in dataclasses.fields(cls))
 
 
 def _finite(value: Any) -> bool:
@@ -41,32 +50,35 @@ def _finite(value: Any) -> bool:
     return True
 
 
-def _matches(value: Any, kind: Any) -> bool:
+def _matcher(kind: Any) -> Callable[[Any], bool]:
+    """A test of whether a value is of the annotation `kind` (see the module docstring)."""
     origin, args = get_origin(kind), get_args(kind)
     if kind is Any:
-        return True
+        return lambda v: True
     if origin in (Union, types.UnionType):
-        return any(_matches(value, a) for a in args)
+        tests = [_matcher(a) for a in args]
+        return lambda v: any(t(v) for t in tests)
     if origin is Literal:
-        return any(type(value) is type(a) for a in args)
+        kinds = tuple({type(a) for a in args})
+        return lambda v: type(v) in kinds
     if kind is type(None) or kind is None:
-        return value is None
+        return lambda v: v is None
     if kind is bool:
-        return isinstance(value, bool)
+        return lambda v: isinstance(v, bool)
     if kind is int:
-        return isinstance(value, int) and not isinstance(value, bool)
+        return lambda v: isinstance(v, int) and not isinstance(v, bool)
     if kind is float:
-        return isinstance(value, int | float) and not isinstance(value, bool)
+        return lambda v: isinstance(v, int | float) and not isinstance(v, bool)
     if origin is tuple:
-        if not isinstance(value, tuple):
-            return False
         if len(args) == 2 and args[1] is Ellipsis:
-            return all(_matches(v, args[0]) for v in value)
-        return len(value) == len(args) and all(
-            _matches(v, a) for v, a in zip(value, args, strict=True))
+            each = _matcher(args[0])
+            return lambda v: isinstance(v, tuple) and all(each(x) for x in v)
+        tests = [_matcher(a) for a in args]
+        return lambda v: isinstance(v, tuple) and len(v) == len(tests) and all(
+            t(x) for t, x in zip(tests, v, strict=True))
     if isinstance(kind, type):
-        return isinstance(value, kind)
-    return True  # a form not read here is left to the config's own checks
+        return lambda v: isinstance(v, kind)
+    return lambda v: True  # a form not read here is left to the config's own checks
 
 
 def describe(kind: Any) -> str:
