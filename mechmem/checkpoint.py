@@ -143,6 +143,8 @@ def save_checkpoint(ckpt: Checkpoint, path: str | os.PathLike, *, overwrite: boo
     Returns:
         The path written.
     """
+    if not isinstance(ckpt, Checkpoint):
+        raise TypeError(f"`ckpt` must be a Checkpoint, got {type(ckpt).__name__} {ckpt!r:.60}.")
     path = check_destination(path, overwrite=overwrite, what="checkpoint")
     payload = ckpt.to_dict()
     _check_plain(payload, "checkpoint")
@@ -227,6 +229,9 @@ def load_checkpoint(path: str | os.PathLike) -> Checkpoint:
         >>> ckpt = load_checkpoint("runs/default.pt")
         >>> logits = ckpt.model(ckpt.dataset.test_pairs)
     """
+    if not isinstance(path, str | os.PathLike):
+        raise TypeError(f"`path` must be a checkpoint path (a string or a path), got "
+                        f"{type(path).__name__} {path!r:.60}.")
     path = Path(path)
     if not path.exists():
         raise FileNotFoundError(f"{path}: no such checkpoint file.")

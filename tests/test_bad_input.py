@@ -312,6 +312,11 @@ _WRONG_TYPES = {
     'SweepConfig(chunk_size="4")':
         ("TypeError", "`chunk_size` must be an integer or None, got str '4'"),
     'resume(5)': ("TypeError", "`path` must be a checkpoint path"),
+    'mechmem.load_checkpoint(5)': ("TypeError", "`path` must be a checkpoint path"),
+    'mechmem.save_checkpoint("x", "unused.pt")': ("TypeError", "`ckpt` must be a Checkpoint"),
+    'mechmem.load_sweep(5)': ("TypeError", "`path` must be a sweep folder path"),
+    'mechmem.train(None, out=5)': ("TypeError", "The checkpoint path must be a string or a "
+                                                "path, got int 5"),
 }
 
 

@@ -257,6 +257,9 @@ def load_sweep(path: str | os.PathLike) -> SweepResult:
         >>> result.phase_grid().values.shape
         (4, 19, 17)
     """
+    if not isinstance(path, str | os.PathLike):
+        raise TypeError(f"`path` must be a sweep folder path (a string or a path), got "
+                        f"{type(path).__name__} {path!r:.60}.")
     folder = Path(path)
     plan = read_grid(folder)  # the checks `sweep(resume=True)` makes, so both read alike
     header, config = plan.header, plan.config
