@@ -84,6 +84,8 @@ def train(
     out = _check_out(out, overwrite, checkpoint_every)
     check_fits([config])
     with _lock(out):
+        if out is not None and not overwrite and out.exists():  # written while we checked
+            check_destination(out, overwrite=False, what="checkpoint")
         dataset = make_dataset(config.dataset_spec())
         run = _Run(config=config, dataset=dataset, model=initial_model(config),
                    meta={"name": config.name, "checkpoint_every": checkpoint_every or 0},
