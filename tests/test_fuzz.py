@@ -199,3 +199,28 @@ def test_the_cli_answers_a_damaged_file_in_one_line(ckpt_bytes, tmp_path, capsys
         assert err.startswith("mechmem info: error: ") and err.count("\n") == 1, err
         assert "Traceback" not in err
 
+
+
+_FLAGS = ("--seed", "--train-frac", "--corrupt-frac", "--lr", "--weight-decay", "--dropout",
+          "--init-scale", "--eval-every", "--batch-size", "--eps")
+FLAG_TEXT = st.one_of(st.text(alphabet="0123456789.-+eEinfa", max_size=24),
+                      st.integers(-2**70, 2**70).map(str), st.floats().map(repr))
+
+
+@settings(max_examples=30, deadline=None, derandomize=True,
+          suppress_health_check=[HealthCheck.function_scoped_fixture, HealthCheck.too_slow])
+@given(st.sampled_from(_FLAGS), FLAG_TEXT)
+def test_the_cli_answers_any_flag_value_in_one_line(tmp_path, capsys, flag, text):
+    out = tmp_path / "run.pt"
+    argv = ["train", "--p", "5", "--width", "4", "--steps", "0", "--device", "cpu", "--quiet",
+            "--force", "-o", str(out), f"{flag}={text}"]
+    try:
+        code = main(argv)
+    except SystemExit as e:  # argparse's own refusals
+        code = e.code
+    err = capsys.readouterr().err
+    assert code in (0, 2), (argv, code, err)
+    if code == 2:
+        assert err.count("\n") == 1 and ": error: " in err and "Traceback" not in err, err
+    else:
+        assert load_checkpoint(out).step == 0
