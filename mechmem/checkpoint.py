@@ -314,8 +314,9 @@ def _history(history: Any) -> dict[str, list[float]]:
                        "name to values")
     out = {}
     for k, v in history.items():
+        # one entry per evaluation: a number (or None), or a list of them per example
         if not isinstance(v, list | tuple) or not all(
-                isinstance(x, int | float) or x is None for x in v):
+                x is None or isinstance(x, int | float | list) for x in v):
             raise _Damaged(f"its history[{k!r}] is {_show(v)}, not a list of numbers")
         out[str(k)] = list(v)
     return out
@@ -336,8 +337,11 @@ def _snapshots(snapshots: Any, model: torch.nn.Module) -> dict[str, Tensor]:
     for k, v in snapshots.items():
         if k == "step":
             continue
-        if k not in shapes:
-            raise _Damaged(f"its snapshots hold {k!r}, which the model has no weight of")
+        if k not in shapes:  # another per-snapshot record: one row per snapshot
+            if not isinstance(v, Tensor) or v.ndim == 0 or len(v) != steps.numel():
+                raise _Damaged(f"its snapshots[{k!r}] is {_show(v)}, not a tensor with one row "
+                               f"per snapshot ({steps.numel()})")
+            continue
         want = (steps.numel(), *shapes[k])
         if not isinstance(v, Tensor) or tuple(v.shape) != want:
             raise _Damaged(f"its snapshots[{k!r}] is {_show(v)}, not a tensor of shape {want} "
