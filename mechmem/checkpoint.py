@@ -143,6 +143,8 @@ def save_checkpoint(ckpt: Checkpoint, path: str | os.PathLike, *, overwrite: boo
     Returns:
         The path written.
     """
+    if not isinstance(ckpt, Checkpoint):
+        raise TypeError(f"`ckpt` must be a Checkpoint, got {type(ckpt).__name__} {ckpt!r:.60}.")
     path = check_destination(path, overwrite=overwrite, what="checkpoint")
     payload = ckpt.to_dict()
     _check_plain(payload, "checkpoint")
@@ -163,22 +165,45 @@ def _read(path: Path) -> Any:
                 "beyond tensors and plain containers, and mechmem never unpickles code "
                 "(weights_only=True)."
             ) from None
+        head = _head(path)
+        if head is not None and head != _ZIP_MAGIC and _ZIP_MAGIC.startswith(head):
+            # less than the archive's first bytes: torch tried it as a legacy pickle
+            raise ValueError(f"{path}: truncated or corrupt checkpoint file ({_first(e)}); "
+                             "nothing in it was run.") from None
         raise ValueError(
             f"{path}: not a mechmem checkpoint: its contents are not tensors and plain "
             "containers written by torch.save; nothing in it was run."
         ) from None
-    except (EOFError, zipfile.BadZipFile) as e:
-        raise ValueError(f"{path}: truncated or corrupt checkpoint ({type(e).__name__}).") from None
-    except RuntimeError as e:
-        msg = str(e).lower()
-        if "zip" in msg or "central directory" in msg or "reading" in msg:
-            raise ValueError(f"{path}: truncated or corrupt checkpoint file.") from None
-        first = str(e).strip().splitlines()[0] if str(e).strip() else "unknown error"
-        raise ValueError(f"{path}: not a readable checkpoint ({first}).") from None
-    except Exception as e:  # anything else the unpickler trips on: not a checkpoint
-        first = str(e).strip().splitlines()[0] if str(e).strip() else ""
-        reason = f"{type(e).__name__}: {first}" if first else type(e).__name__
-        raise ValueError(f"{path}: not a readable checkpoint ({reason}).") from None
+    except Exception as e:  # anything else the reader trips on
+        if _truncated_or_corrupt(path, e):
+            raise ValueError(f"{path}: truncated or corrupt checkpoint file ({_first(e)}); "
+                             "nothing in it was run.") from None
+        raise ValueError(f"{path}: not a readable checkpoint ({_first(e)}).") from None
+
+
+# torch.save writes a zip archive; a file that starts as one but cannot be read was cut short
+# (a copy that stopped, a full disk) or damaged, whatever error torch's reader gives for it.
+_ZIP_MAGIC = b"PK\x03\x04"
+
+
+def _head(path: Path) -> bytes | None:
+    try:
+        with open(path, "rb") as f:
+            return f.read(len(_ZIP_MAGIC))
+    except OSError:
+        return None
+
+
+def _truncated_or_corrupt(path: Path, error: Exception) -> bool:
+    if isinstance(error, EOFError | zipfile.BadZipFile):
+        return True
+    head = _head(path)
+    return head is not None and _ZIP_MAGIC.startswith(head)  # the archive's start, or less
+
+
+def _first(error: Exception) -> str:
+    first = str(error).strip().splitlines()[0] if str(error).strip() else ""
+    return f"{type(error).__name__}: {first}"[:160] if first else type(error).__name__
 
 
 def _describe_foreign(obj: Any) -> str:
@@ -204,6 +229,9 @@ def load_checkpoint(path: str | os.PathLike) -> Checkpoint:
         >>> ckpt = load_checkpoint("runs/default.pt")
         >>> logits = ckpt.model(ckpt.dataset.test_pairs)
     """
+    if not isinstance(path, str | os.PathLike):
+        raise TypeError(f"`path` must be a checkpoint path (a string or a path), got "
+                        f"{type(path).__name__} {path!r:.60}.")
     path = Path(path)
     if not path.exists():
         raise FileNotFoundError(f"{path}: no such checkpoint file.")
@@ -231,9 +259,15 @@ def checkpoint_from_payload(obj: Any, path: Path) -> Checkpoint:
         )
     try:
         return _build(obj, path)
+    except _Damaged as e:
+        raise ValueError(f"{path}: damaged mechmem checkpoint: {e}.") from None
     except (KeyError, TypeError, ValueError, RuntimeError) as e:
         first = str(e).strip().splitlines()[0] if str(e).strip() else type(e).__name__
         raise ValueError(f"{path}: damaged mechmem checkpoint ({first}).") from None
+
+
+class _Damaged(ValueError):
+    """A part of a checkpoint that does not fit the rest (its message names the part)."""
 
 
 def _build(obj: Mapping[str, Any], path: Path) -> Checkpoint:
@@ -250,24 +284,122 @@ def _build(obj: Mapping[str, Any], path: Path) -> Checkpoint:
     model = build_model(model_cfg)
     model.load_state_dict(obj["weights"], strict=True)
     model.eval()
-    history = obj.get("history") or {}
-    snapshots = obj.get("snapshots") or {}
-    if not isinstance(history, Mapping) or not isinstance(snapshots, Mapping):
-        raise ValueError("history and snapshots must be mappings")
-    train_config = obj.get("train_config")
-    if train_config is not None and not isinstance(train_config, Mapping):
-        raise ValueError("train_config must be a mapping")
+    history = _history(obj.get("history"))
+    snapshots = _snapshots(obj.get("snapshots"), model)
+    train_config = _train_config(obj.get("train_config"), model, dataset)
+    step = obj.get("step", 0)
+    if isinstance(step, bool) or not isinstance(step, int) or step < 0:
+        raise _Damaged(f"its step is {step!r}, not a non-negative integer")
+    meta = obj.get("meta") or {}
+    if not isinstance(meta, Mapping):
+        raise _Damaged(f"its meta is a {type(meta).__name__}, not a mapping")
     return Checkpoint(
         model=model,
         dataset=dataset,
-        train_config=dict(train_config) if train_config is not None else None,
-        history={str(k): list(v) for k, v in history.items()},
-        snapshots=dict(snapshots),
-        step=int(obj.get("step", 0)),
-        train_state=obj.get("train_state"),
-        meta=dict(obj.get("meta") or {}),
+        train_config=train_config,
+        history=history,
+        snapshots=snapshots,
+        step=step,
+        train_state=_train_state(obj.get("train_state"), model),
+        meta=dict(meta),
         path=path,
     )
+
+
+def _history(history: Any) -> dict[str, list[float]]:
+    if history is None:
+        return {}
+    if not isinstance(history, Mapping):
+        raise _Damaged(f"its history is a {type(history).__name__}, not a mapping of metric "
+                       "name to values")
+    out = {}
+    for k, v in history.items():
+        # one entry per evaluation: a number (or None), or a list of them per example
+        if not isinstance(v, list | tuple) or not all(
+                x is None or isinstance(x, int | float | list) for x in v):
+            raise _Damaged(f"its history[{k!r}] is {_show(v)}, not a list of numbers")
+        out[str(k)] = list(v)
+    return out
+
+
+def _snapshots(snapshots: Any, model: torch.nn.Module) -> dict[str, Tensor]:
+    if snapshots is None:
+        return {}
+    if not isinstance(snapshots, Mapping):
+        raise _Damaged(f"its snapshots are a {type(snapshots).__name__}, not a mapping of "
+                       "weight name to stacked tensor")
+    if not snapshots:
+        return {}
+    steps = snapshots.get("step")
+    if not isinstance(steps, Tensor) or steps.ndim != 1 or steps.is_floating_point():
+        raise _Damaged(f"its snapshots[\"step\"] is {_show(steps)}, not a 1-d integer tensor")
+    shapes = {k: tuple(v.shape) for k, v in model.state_dict().items()}
+    for k, v in snapshots.items():
+        if k == "step":
+            continue
+        if k not in shapes:  # another per-snapshot record: one row per snapshot
+            if not isinstance(v, Tensor) or v.ndim == 0 or len(v) != steps.numel():
+                raise _Damaged(f"its snapshots[{k!r}] is {_show(v)}, not a tensor with one row "
+                               f"per snapshot ({steps.numel()})")
+            continue
+        want = (steps.numel(), *shapes[k])
+        if not isinstance(v, Tensor) or tuple(v.shape) != want:
+            raise _Damaged(f"its snapshots[{k!r}] is {_show(v)}, not a tensor of shape {want} "
+                           "(snapshots x the weight's shape)")
+    return dict(snapshots)
+
+
+def _train_config(train_config: Any, model: torch.nn.Module, dataset: ModularDataset
+                  ) -> dict[str, Any] | None:
+    if train_config is None:
+        return None
+    if not isinstance(train_config, Mapping):
+        raise _Damaged(f"its train_config is a {type(train_config).__name__}, not a mapping")
+    from .train.config import TrainConfig  # the trainer's settings: a layer above checkpoints
+
+    try:
+        config = TrainConfig.from_dict(dict(train_config))
+    except (TypeError, ValueError) as e:
+        raise _Damaged(f"its train_config is not valid: {e}") from None
+    for what, theirs, ours in (("model", config.model_config().to_dict(), model.cfg.to_dict()),
+                               ("dataset", config.dataset_spec().to_dict(),
+                                dataset.spec.to_dict())):
+        differ = sorted(k for k in theirs.keys() | ours.keys() if theirs.get(k) != ours.get(k))
+        if differ:
+            k = differ[0]
+            raise _Damaged(f"its train_config gives the {what} {k}={theirs.get(k)!r}, but the "
+                           f"{what} stored has {k}={ours.get(k)!r}")
+    return dict(train_config)
+
+
+def _train_state(state: Any, model: torch.nn.Module) -> dict[str, Any] | None:
+    if state is None:
+        return None
+    if not isinstance(state, Mapping):
+        raise _Damaged(f"its train_state is {_show(state)}, not a mapping")
+    opt = state.get("optimizer")
+    if not isinstance(state.get("version"), int):
+        raise _Damaged("its train_state lacks an integer version")
+    if not isinstance(opt, Mapping):
+        raise _Damaged(f"its train_state optimizer is {_show(opt)}, not a mapping")
+    # mechmem's optimizer (every family): its kind, step count and moments per parameter
+    n = len(list(model.parameters()))
+    if not isinstance(opt.get("kind"), str) or isinstance(opt.get("steps"), bool) or (
+            not isinstance(opt.get("steps"), int)):
+        raise _Damaged("its train_state optimizer lacks its kind or step count")
+    for k in ("exp_avg", "exp_avg_sq"):
+        v = opt.get(k)
+        if not isinstance(v, list) or not all(isinstance(t, Tensor) for t in v) or (
+                v and len(v) != n):
+            raise _Damaged(f"its train_state optimizer {k} is {_show(v)}, not a list of "
+                           f"{n} tensors")
+    return dict(state)
+
+
+def _show(v: Any) -> str:
+    if isinstance(v, Tensor):
+        return f"a tensor of shape {tuple(v.shape)}"
+    return f"a {type(v).__name__} {v!r:.40}" if isinstance(v, str) else f"a {type(v).__name__}"
 
 
 def replace(ckpt: Checkpoint, **changes: Any) -> Checkpoint:

@@ -9,6 +9,7 @@ import torch
 from jaxtyping import Bool, Int
 from torch import Tensor
 
+from ._check import check_fields
 from .seeding import (
     PAPER_DATA,
     SCRIPTS_INIT_SEED,
@@ -28,11 +29,38 @@ OPERATIONS: dict[str, str] = {
 _NEEDS_PRIME = ("mul", "div")
 
 
+# Seeds are bounded so that every stream derived from one (seed + offset, seed + step) stays in
+# the range torch and Python's generators accept.
+MAX_SEED = 2**32 - 1
+
+_SMALL_PRIMES = (2, 3, 5, 7, 11, 13, 17, 19, 23, 29, 31, 37, 41)
+
+
 def is_prime(n: int) -> bool:
-    """Whether `n` is a prime number."""
+    """Whether `n` is a prime number (in time that grows with its digits, not its size).
+
+    Miller-Rabin with the first 13 primes as bases: exact below 3.3e24, and for larger `n` a
+    composite passes with probability below 4^-13.
+    """
     if n < 2:
         return False
-    return all(n % d for d in range(2, math.isqrt(n) + 1))
+    for q in _SMALL_PRIMES:
+        if n % q == 0:
+            return n == q
+    d, r = n - 1, 0
+    while d % 2 == 0:
+        d, r = d // 2, r + 1
+    for a in _SMALL_PRIMES:
+        x = pow(a, d, n)
+        if x in (1, n - 1):
+            continue
+        for _ in range(r - 1):
+            x = x * x % n
+            if x == n - 1:
+                break
+        else:
+            return False
+    return True
 
 
 def _label_fn(op: str, p: int) -> Callable[[Tensor, Tensor], Tensor]:
@@ -84,12 +112,15 @@ class DatasetSpec:
     tokens: str = "operands"
 
     def __post_init__(self) -> None:
+        check_fields(self)
         if self.op not in OPERATIONS:
             raise ValueError(
                 f"Unknown operation {self.op!r}; choose one of {', '.join(OPERATIONS)}."
             )
-        if isinstance(self.p, bool) or not isinstance(self.p, int) or self.p < 2:
+        if self.p < 2:
             raise ValueError(f"`p` must be an integer >= 2, got {self.p!r}.")
+        if not 0 <= self.seed <= MAX_SEED:
+            raise ValueError(f"`seed` must be an integer in [0, {MAX_SEED}], got {self.seed!r}.")
         if self.op in _NEEDS_PRIME and not is_prime(self.p):
             raise ValueError(f"`p` must be prime for {self.op}, got {self.p}.")
         if not 0.0 < self.train_frac < 1.0:
@@ -194,8 +225,9 @@ class ModularDataset:
     @classmethod
     def from_dict(cls, d: dict[str, object]) -> "ModularDataset":
         """Rebuild a dataset stored by `to_dict`, checking it against its spec."""
+        if not isinstance(d, dict) or not isinstance(d.get("spec"), dict):
+            raise ValueError("dataset field 'spec' is not a mapping of DatasetSpec fields.")
         spec = DatasetSpec(**d["spec"])  # type: ignore[arg-type]
-        pairs, labels = all_pairs(spec.op, spec.p)
         train_idx = d["train_idx"]
         train_labels = d["train_labels"]
         corrupted = d["corrupted"]
@@ -206,6 +238,12 @@ class ModularDataset:
         ):
             if not isinstance(t, Tensor) or t.dtype != dtype or t.ndim != 1:
                 raise ValueError(f"dataset field {name!r} is not a 1-d {dtype} tensor.")
+        # Counted before the pairs are built: a spec naming a huge p is refused at once.
+        if train_idx.numel() != train_size(spec):
+            raise ValueError(f"dataset holds {train_idx.numel()} training indices, but its spec "
+                             f"(op {spec.op}, p={spec.p}, train_frac={spec.train_frac}) makes "
+                             f"{train_size(spec)}.")
+        pairs, labels = all_pairs(spec.op, spec.p)
         n = pairs.shape[0]
         if not (train_idx.numel() == train_labels.numel() == corrupted.numel()):
             raise ValueError("dataset fields train_idx, train_labels, corrupted differ in length.")

@@ -26,9 +26,10 @@ def register(sub: argparse._SubParsersAction) -> None:
 
 def add_trust_flag(p: argparse.ArgumentParser) -> None:
     p.add_argument("--trust-pickled-code", action="store_true",
-                   help="also open a TransformerLens file that pickles Python objects (its "
-                        "config object): unpickling runs whatever code the file names, so only "
-                        "for files you trust")
+                   help="also open a TransformerLens file that pickles its config object "
+                        "(as TransformerLens's grokking demo saves it); the file may pickle "
+                        "nothing else (see docs/transformer-lens.md), so only for files you "
+                        "trust")
 
 
 def load_source(path: str, trust_pickled_code: bool) -> Any:

@@ -8,13 +8,16 @@ and its config under "config". The state dict may be in either line's names (Tra
 opens with `torch.load(weights_only=True)`.
 TransformerLens's grokking demo pickles the `HookedTransformerConfig` object itself; unpickling an
 object can run any code, so such a file is refused unless the caller says it trusts it
-(`trust_pickled_code=True`). Optional entries: "dataset" (mechmem's dataset dict: the exact split
-and labels), or the demo's "train_indices" (indices into the row-major a * p + b pairs, addition),
-its "train_losses" / "test_losses" (one per step), read as the training history, and its
-"checkpoints" (state_dicts) with "checkpoint_epochs" (their steps), read as weight snapshots.
+(`trust_pickled_code=True`), and even then it may pickle nothing else (`TRUSTED_GLOBALS`: the
+config class is rebuilt from its fields, no other code runs). Optional entries: "dataset"
+(mechmem's dataset dict: the exact split and labels), or the demo's "train_indices" (indices
+into the row-major a * p + b pairs, addition), its "train_losses" / "test_losses" (one per step),
+read as the training history, and its "checkpoints" (state_dicts) with "checkpoint_epochs"
+(their steps), read as weight snapshots.
 """
 
 import dataclasses
+import importlib
 import os
 import pickle
 import re
@@ -167,36 +170,70 @@ def _refusal(path: Path, name: str) -> str:
             "--trust-pickled-code) and re-save it as plain data with save_transformer_lens.")
 
 
+# What `trust_pickled_code` lets a file hold beyond plain data: TransformerLens's config class,
+# under its module path since transformer-lens 3 and the one before (where the grokking demo's
+# files name it). That is all a HookedTransformer save pickles besides tensors, torch dtypes and
+# numpy scalars (listed from a real transformer-lens 3.9 save). The unpickler stays
+# weights_only: it makes the config with `__new__` and sets its fields, and runs no other code.
+TRUSTED_GLOBALS = (
+    "transformer_lens.config.hooked_transformer_config.HookedTransformerConfig",
+    "transformer_lens.HookedTransformerConfig.HookedTransformerConfig",
+)
+
+
+def _trusted(path: Path, name: str) -> list[Any]:
+    """The config class, registered under every name in `TRUSTED_GLOBALS`."""
+    transformer_lens()  # says how to install it if missing
+    for full in TRUSTED_GLOBALS:
+        module, _, attr = full.rpartition(".")
+        try:
+            cls = getattr(importlib.import_module(module), attr)
+        except (ImportError, AttributeError):
+            continue
+        return [(cls, n) for n in TRUSTED_GLOBALS]
+    raise ValueError(
+        f"{path}: it pickles TransformerLens's {name.rsplit('.', 1)[-1]}, which the installed "
+        "TransformerLens no longer has: open it once where TransformerLens 3.x is installed "
+        '(pip install "transformer-lens>=3.9,<4") and re-save it with save_transformer_lens; the '
+        "plain-data file opens on both lines.")
+
+
+def _load(path: Path, allowed: list[Any]) -> Any:
+    with warnings.catch_warnings(), torch.serialization.safe_globals(allowed):
+        warnings.simplefilter("ignore")
+        return torch.load(path, map_location="cpu", weights_only=True)
+
+
+def _refused_global(error: Exception) -> str | None:
+    found = re.search(r"GLOBAL ([\w.]+)", str(error))
+    return found.group(1) if isinstance(error, pickle.UnpicklingError) and found else None
+
+
 def read_model_file(path: Path, *, trust_pickled_code: bool = False) -> Any:
     """What `path` holds, read with weights_only (numpy scalars allowed); a file pickling
-    TransformerLens objects only with `trust_pickled_code`. Errors as `load_checkpoint`'s."""
+    TransformerLens's config object only with `trust_pickled_code` (and then nothing else
+    beyond plain data). Errors as `load_checkpoint`'s."""
     if not path.exists():
         raise FileNotFoundError(f"{path}: no such checkpoint file.")
     if path.is_dir():
         raise IsADirectoryError(f"{path}: is a folder, not a checkpoint file.")
     try:
-        with warnings.catch_warnings(), torch.serialization.safe_globals(_NUMPY_SCALARS):
-            warnings.simplefilter("ignore")
-            return torch.load(path, map_location="cpu", weights_only=True)
-    except pickle.UnpicklingError as e:
-        found = re.search(r"GLOBAL ([\w.]+)", str(e))
-        if found and found.group(1).startswith("transformer_lens."):
-            if not trust_pickled_code:
-                raise ValueError(_refusal(path, found.group(1))) from None
-            transformer_lens()  # the pickle imports it; say how to install it if missing
-            try:
-                with warnings.catch_warnings():
-                    warnings.simplefilter("ignore")
-                    return torch.load(path, map_location="cpu", weights_only=False)
-            except (ImportError, AttributeError):  # a class this line removed (4.x: 3.x's)
+        return _load(path, _NUMPY_SCALARS)
+    except Exception as e:  # noqa: BLE001  (answered below with the checkpoint reader's sentence)
+        name = _refused_global(e)
+    if name in TRUSTED_GLOBALS:
+        if not trust_pickled_code:
+            raise ValueError(_refusal(path, name))
+        allowed = _NUMPY_SCALARS + _trusted(path, name)
+        try:
+            return _load(path, allowed)
+        except Exception as e:  # noqa: BLE001
+            other = _refused_global(e)
+            if other is not None:
                 raise ValueError(
-                    f"{path}: it pickles TransformerLens's {found.group(1).rsplit('.', 1)[-1]}, "
-                    f"which the installed TransformerLens {major_version()}.x no longer has: "
-                    "open it once where TransformerLens 3.x is installed "
-                    '(pip install "transformer-lens>=3.9,<4") and re-save it with '
-                    "save_transformer_lens; the plain-data file opens on both lines.") from None
-    except Exception:  # noqa: BLE001  (answered below with the checkpoint reader's sentence)
-        pass
+                    f"{path}: refused to load, even trusting TransformerLens's pickled config: "
+                    f"it also asks for the Python object {other}, which no TransformerLens "
+                    "save holds; nothing in it was run.") from None
     return _read(path)  # not readable as plain data: raises its one-sentence error
 
 
@@ -312,9 +349,10 @@ def load_transformer_lens(
 
     Args:
         path: the file.
-        trust_pickled_code: also open a file that pickles TransformerLens objects (its config
-            object, as TransformerLens's grokking demo saves it). Unpickling runs whatever code
-            the file names: only for files you trust; re-save them with `save_transformer_lens`.
+        trust_pickled_code: also open a file that pickles TransformerLens's config object (as
+            its grokking demo saves it); the file may pickle nothing else (a file that names
+            any other Python object is refused). Re-save such files with
+            `save_transformer_lens`.
         op: the task's operation where the file gives only "train_indices" (the demo's: "add").
 
     Returns:

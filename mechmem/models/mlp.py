@@ -9,6 +9,7 @@ import torch.nn.functional as F
 from jaxtyping import Float, Int
 from torch import Tensor, nn
 
+from .._check import check_fields
 from ..hooks import HookedRootModule, HookPoint
 from .sites import NeuronSite
 
@@ -47,6 +48,7 @@ class MLPConfig:
     init_scale: float = 1.0
 
     def __post_init__(self) -> None:
+        check_fields(self)  # types from the annotations; floats finite
         if isinstance(self.p, bool) or not isinstance(self.p, int) or self.p < 2:
             raise ValueError(f"`p` must be an integer >= 2, got {self.p!r}.")
         if isinstance(self.width, bool) or not isinstance(self.width, int) or self.width < 1:

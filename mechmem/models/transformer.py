@@ -18,6 +18,7 @@ import torch.nn.functional as F
 from jaxtyping import Float, Int
 from torch import Tensor, nn
 
+from .._check import check_fields
 from ..hooks import HookedRootModule, HookPoint
 from .sites import NeuronSite
 
@@ -64,6 +65,7 @@ class TransformerConfig:
     init_scale: float = 1.0
 
     def __post_init__(self) -> None:
+        check_fields(self)  # types from the annotations; floats finite
         for name in ("p", "d_model", "n_heads", "d_mlp", "n_layers"):
             v = getattr(self, name)
             low = 2 if name == "p" else 1

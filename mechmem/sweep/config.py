@@ -4,15 +4,20 @@ import dataclasses
 import hashlib
 import itertools
 import json
+import math
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
 
+from .._check import check_fields
 from ..train.config import TrainConfig
 
 # Fields an axis may not sweep: they name or place the run, they do not change it.
 _NOT_AXES = ("name", "device")
 AXIS_FIELDS = tuple(f.name for f in dataclasses.fields(TrainConfig) if f.name not in _NOT_AXES)
+# More cells than a sweep can sensibly hold (the paper's largest grid has a few hundred):
+# refused with the count before any is validated (100,000 validate in about 7 s on a CPU core).
+MAX_CELLS = 100_000
 # Fields that pick the panels of a phase diagram, in order of preference.
 _PANEL_PREFERENCE = ("weight_decay", "dropout", "batch_size", "norm", "op", "lr", "width", "seed")
 
@@ -62,12 +67,16 @@ class SweepConfig:
     def __post_init__(self) -> None:
         if not isinstance(self.base, TrainConfig):
             raise TypeError(f"`base` must be a TrainConfig, got {type(self.base).__name__}.")
+        check_fields(self, skip=("axes",))
+        if isinstance(self.axes, str | bytes) or not isinstance(self.axes, Sequence):
+            raise TypeError(f"`axes` must be a sequence of (field, values) pairs, got "
+                            f"{type(self.axes).__name__} {self.axes!r:.60}.")
         axes = []
         for item in self.axes:
             if not (isinstance(item, tuple | list) and len(item) == 2):
                 raise ValueError(f"Each axis is a (field, values) pair, got {item!r}.")
             field, values = item
-            if field not in AXIS_FIELDS:
+            if not isinstance(field, str) or field not in AXIS_FIELDS:
                 raise ValueError(
                     f"Unknown sweep axis {field!r}; an axis is a TrainConfig field: "
                     f"{', '.join(AXIS_FIELDS)}.")
@@ -82,12 +91,22 @@ class SweepConfig:
         if len(set(names)) != len(names):
             raise ValueError(f"An axis appears twice: {names}.")
         object.__setattr__(self, "axes", tuple(axes))
+        n = self.n_cells
+        if n > MAX_CELLS:
+            sizes = " x ".join(str(len(v)) for _, v in axes)
+            raise ValueError(f"The grid has {n:,} cells ({sizes}), more than a sweep takes (at "
+                             f"most {MAX_CELLS:,}); use fewer axis values.")
         if self.chunk_size is not None and (
             isinstance(self.chunk_size, bool) or not isinstance(self.chunk_size, int)
             or self.chunk_size < 1
         ):
             raise ValueError(f"`chunk_size` must be a positive integer, got {self.chunk_size!r}.")
         self.cells()  # every cell must be a valid run: refused here, before any training
+
+    @property
+    def n_cells(self) -> int:
+        """How many cells the grid has (counted, not built)."""
+        return math.prod(len(v) for _, v in self.axes)
 
     @property
     def axis_names(self) -> tuple[str, ...]:
@@ -106,14 +125,15 @@ class SweepConfig:
             ValueError: naming the first cell that is not a valid run and why.
         """
         out = []
-        for s in self.settings():
+        for k, s in enumerate(self.settings()):
             try:
                 cell = self.base.replace(**s)
                 if self.paper_minibatch_rule and cell.batch_size != "full":
                     cell = cell.with_paper_minibatch_rule(cell.batch_size)
             except (ValueError, TypeError) as e:
                 where = ", ".join(f"{k}={v!r}" for k, v in s.items())
-                raise ValueError(f"Sweep cell {where}: {e}") from None
+                raise ValueError(f"Sweep cell {where}: {e} (cell {k + 1} of {self.n_cells})"
+                                 ) from None
             out.append(cell)
         return out
 
@@ -138,12 +158,20 @@ class SweepConfig:
     @classmethod
     def from_dict(cls, d: Mapping[str, Any]) -> "SweepConfig":
         """Rebuild a config written by `to_dict`."""
+        if not isinstance(d, Mapping) or not all(isinstance(k, str) for k in d):
+            raise TypeError(f"A SweepConfig is rebuilt from a mapping of field names, got "
+                            f"{type(d).__name__}.")
         known = {f.name for f in dataclasses.fields(cls)}
         unknown = sorted(set(d) - known)
         if unknown:
             raise ValueError(f"Unknown SweepConfig fields {unknown}; written by a newer mechmem?")
         d = dict(d)
         d["base"] = TrainConfig.from_dict(d.get("base", {}))
+        axes = d.get("axes", ())
+        if not isinstance(axes, list | tuple) or not all(
+                isinstance(a, list | tuple) and len(a) == 2 and isinstance(a[1], list | tuple)
+                for a in axes):
+            raise ValueError(f"`axes` must be a list of [field, values] pairs, got {axes!r:.60}.")
         d["axes"] = tuple((f, tuple(tuple(v) if isinstance(v, list) else v for v in values))
-                          for f, values in d.get("axes", ()))
+                          for f, values in axes)
         return cls(**d)

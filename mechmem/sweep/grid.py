@@ -1,7 +1,11 @@
 """Axis values as people write them: a comma list (`0,5,15,20`) or `start:stop:count`."""
 
+import math
 from collections.abc import Callable
 from typing import Any
+
+# More values than any grid can train: a range this long is a typo, refused before it is built.
+MAX_VALUES = 10_000
 
 
 def linspace(start: float, stop: float, count: int) -> tuple[float, ...]:
@@ -9,6 +13,11 @@ def linspace(start: float, stop: float, count: int) -> tuple[float, ...]:
     that 0.1:0.9:17 gives 0.15, not 0.15000000000000002."""
     if count < 1:
         raise ValueError(f"A range needs at least one value, got count {count}.")
+    if count > MAX_VALUES:
+        raise ValueError(f"A range of {count} values is more than a sweep axis takes (at most "
+                         f"{MAX_VALUES}).")
+    if not (math.isfinite(start) and math.isfinite(stop)):
+        raise ValueError(f"A range needs finite ends, got {start} and {stop}.")
     if count == 1:
         return (float(start),)
     step = (stop - start) / (count - 1)
@@ -34,7 +43,7 @@ def parse_values(text: str, convert: Callable[..., Any]) -> tuple[Any, ...]:
         a, b, n = text.split(":")
         try:
             start, stop, count = float(a), float(b), int(n)
-        except ValueError:
+        except (ValueError, OverflowError):
             raise ValueError(f"a range is start:stop:count with numbers, got {text!r}") from None
         # Whole numbers are written without a point, so that integer fields take a range too.
         return tuple(convert(str(int(v)) if v.is_integer() else repr(v))

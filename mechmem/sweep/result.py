@@ -15,7 +15,7 @@ from ..data import make_dataset
 from ..models.families import build_model
 from ..train.config import TrainConfig
 from .config import SweepConfig
-from .folder import load_weights, read_cells, read_header
+from .folder import load_weights, read_cells, read_grid
 
 # What a grid can show: the phase, an accuracy, a loss, the mean IPR, the test-accuracy peak.
 GRID_METRICS = ("phase", "train", "test", "clean_train", "corrupted_memorized", "corrupted_true",
@@ -257,12 +257,12 @@ def load_sweep(path: str | os.PathLike) -> SweepResult:
         >>> result.phase_grid().values.shape
         (4, 19, 17)
     """
+    if not isinstance(path, str | os.PathLike):
+        raise TypeError(f"`path` must be a sweep folder path (a string or a path), got "
+                        f"{type(path).__name__} {path!r:.60}.")
     folder = Path(path)
-    header = read_header(folder)
-    try:
-        config = SweepConfig.from_dict(header["config"])
-    except (TypeError, ValueError) as e:
-        raise ValueError(f"{folder / 'sweep.json'}: its config is not valid: {e}") from None
+    plan = read_grid(folder)  # the checks `sweep(resume=True)` makes, so both read alike
+    header, config = plan.header, plan.config
     order = {cid: k for k, cid in enumerate(header["cells"])}
     # A cell trained twice (its chunk's weights were lost and retrained) counts once.
     by_id = {c["id"]: c for c in read_cells(folder) if c["id"] in order}

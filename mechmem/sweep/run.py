@@ -17,11 +17,13 @@ from .config import SweepConfig, cell_id
 from .folder import (
     append_cells,
     new_folder,
-    read_cells,
+    read_cells_to_resume,
+    read_grid,
     read_header,
     weights_path,
     write_header,
     write_weights,
+    writing,
 )
 from .plan import Chunk, plan_chunks
 from .result import SweepResult, load_sweep
@@ -90,6 +92,13 @@ def sweep(
         ...                  axes=(("weight_decay", (0.0, 5.0)), ("corrupt_frac", (0.1, 0.5))))
         >>> sweep(sc, out="sweeps/small").phase_grid().values
     """
+    if config is not None and not isinstance(config, SweepConfig):
+        got = ("a TrainConfig: wrap it as SweepConfig(base=config, axes=...)"
+               if isinstance(config, TrainConfig) else f"{type(config).__name__} {config!r:.60}")
+        raise TypeError(f"`config` must be a SweepConfig (or None with resume=True), got {got}.")
+    if not isinstance(out, str | os.PathLike):
+        raise TypeError(f"`out` must be a folder path (a string or a path), got "
+                        f"{type(out).__name__} {out!r:.60}.")
     folder = Path(out)
     if backend not in BACKENDS:
         raise ValueError(f"`backend` must be one of {', '.join(BACKENDS)}, got {backend!r}.")
@@ -102,21 +111,32 @@ def sweep(
     if resume and overwrite:
         raise ValueError("Pass either resume or overwrite, not both.")
     if resume:
-        header = read_header(folder)
-        stored = SweepConfig.from_dict(header["config"])
-        if config is not None and _grid(config) != _grid(stored):
+        read_header(folder)  # a folder that holds no sweep is named before it is locked
+    elif config is None:
+        raise ValueError("sweep() needs a SweepConfig (or resume=True for an existing one).")
+    with writing(folder):
+        return _sweep(config, folder, resume=resume, overwrite=overwrite,
+                      save_weights=save_weights, progress=progress, backend=backend,
+                      address=address)
+
+
+def _sweep(config: SweepConfig | None, folder: Path, *, resume: bool, overwrite: bool,
+           save_weights: bool, progress: bool, backend: str, address: str | None
+           ) -> SweepResult:
+    """`sweep`, with the folder's lock held."""
+    if resume:
+        plan = read_grid(folder)
+        if config is not None and _grid(config) != _grid(plan.config):
             raise ValueError(f"{folder} holds another sweep's grid; resume it without a "
                              "config, or start a new one with overwrite (--force).")
-        config = stored if config is None else config
-        save = bool(header.get("save_weights", False)) or save_weights
-        cells = config.cells()
-        ids = [cell_id(c) for c in cells]
-        if ids != header["cells"]:
-            raise ValueError(f"{folder}: sweep.json does not match its own grid; damaged?")
-        chunks = [Chunk(k, tuple(c)) for k, c in enumerate(header["chunks"])]
+        if config is not None:  # the same grid, maybe on another device: the same cell ids
+            plan = read_grid(folder, config)
+        config = plan.config if config is None else config
+        save = bool(plan.header.get("save_weights", False)) or save_weights
+        cells, ids = plan.cells, plan.ids
+        chunks = [Chunk(k, c) for k, c in enumerate(plan.chunks)]
     else:
-        if config is None:
-            raise ValueError("sweep() needs a SweepConfig (or resume=True for an existing one).")
+        assert config is not None
         cells = config.cells()
         ids = [cell_id(c) for c in cells]
         if len(set(ids)) != len(ids):
@@ -136,7 +156,7 @@ def sweep(
         write_header(folder, {"config": config.to_dict(), "cells": ids,
                               "chunks": [list(c.cells) for c in chunks],
                               "save_weights": save})
-    done = {c["id"] for c in read_cells(folder)}
+    done = {c["id"] for c in read_cells_to_resume(folder)}
     if save:
         # A chunk whose weights were asked for but are missing is trained again.
         done -= {ids[i] for ch in chunks for i in ch.cells

@@ -2,10 +2,12 @@
 
 import dataclasses
 import math
+from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any, Literal
 
-from ..data import DatasetSpec
+from .._check import check_fields
+from ..data import MAX_SEED, DatasetSpec
 from ..losses import LOSSES as LOSSES
 from ..models.families import FAMILIES, ModelConfig, check_family, model_config
 from ..seeding import check_seeding
@@ -122,6 +124,9 @@ class TrainConfig:
     device: Device = "auto"
 
     def __post_init__(self) -> None:
+        if isinstance(self.betas, list):  # as JSON and YAML give it
+            object.__setattr__(self, "betas", tuple(self.betas))
+        check_fields(self)
         check_family(self.model)
         for field, value in FAMILY_DEFAULTS[self.model].items():
             if getattr(self, field) is None:
@@ -171,8 +176,8 @@ class TrainConfig:
             )
         if not _is_int(self.steps) or self.steps < 0:
             raise ValueError(f"`steps` must be a non-negative integer, got {self.steps!r}.")
-        if not _is_int(self.seed) or self.seed < 0:
-            raise ValueError(f"`seed` must be a non-negative integer, got {self.seed!r}.")
+        if not _is_int(self.seed) or not 0 <= self.seed <= MAX_SEED:
+            raise ValueError(f"`seed` must be an integer in [0, {MAX_SEED}], got {self.seed!r}.")
         if not _is_int(self.eval_every) or self.eval_every < 1:
             raise ValueError(f"`eval_every` must be a positive integer, got {self.eval_every!r}.")
         if self.snapshot_every is not None and (
@@ -247,6 +252,9 @@ class TrainConfig:
     @classmethod
     def from_dict(cls, d: dict[str, Any]) -> "TrainConfig":
         """Rebuild a config stored by `to_dict`; unknown fields are an error."""
+        if not isinstance(d, Mapping) or not all(isinstance(k, str) for k in d):
+            raise TypeError(f"A TrainConfig is rebuilt from a mapping of field names, got "
+                            f"{type(d).__name__} {d!r:.60}.")
         known = {f.name for f in dataclasses.fields(cls)}
         unknown = sorted(set(d) - known)
         if unknown:

@@ -11,15 +11,18 @@ order; under the "paper" seeding the minibatch order replays the authors' stream
 so resuming needs only the weights and the optimizer state.
 """
 
+import contextlib
+import dataclasses
 import os
 import signal
+import tempfile
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
 import torch
 
-from .._files import check_destination
+from .._files import check_destination, exclusive, lock_path
 from .._progress import progress_bar
 from .._signals import signals_as_flag
 from ..checkpoint import Checkpoint, load_checkpoint, save_checkpoint
@@ -74,13 +77,20 @@ def train(
         >>> ckpt.history["test_acc"][-1]
     """
     config = TrainConfig() if config is None else config
+    if not isinstance(config, TrainConfig):
+        raise TypeError(f"`config` must be a TrainConfig (or None for the paper's defaults), got "
+                        f"{type(config).__name__} {config!r:.60}; build one with TrainConfig("
+                        "p=..., ...) or TrainConfig.from_dict(d).")
     out = _check_out(out, overwrite, checkpoint_every)
     check_fits([config])
-    dataset = make_dataset(config.dataset_spec())
-    run = _Run(config=config, dataset=dataset, model=initial_model(config),
-               meta={"name": config.name, "checkpoint_every": checkpoint_every or 0},
-               out=out, every=checkpoint_every)
-    return _train(run, progress)
+    with _lock(out):
+        if out is not None and not overwrite and out.exists():  # written while we checked
+            check_destination(out, overwrite=False, what="checkpoint")
+        dataset = make_dataset(config.dataset_spec())
+        run = _Run(config=config, dataset=dataset, model=initial_model(config),
+                   meta={"name": config.name, "checkpoint_every": checkpoint_every or 0},
+                   out=out, every=checkpoint_every)
+        return _train(run, progress)
 
 
 def resume(
@@ -105,6 +115,11 @@ def resume(
     Returns:
         The finished checkpoint; on CPU identical to an uninterrupted run of the same config.
     """
+    if not isinstance(path, str | os.PathLike):
+        raise TypeError(f"`path` must be a checkpoint path (a string or a path), got "
+                        f"{type(path).__name__} {path!r:.60}.")
+    if steps is not None and (isinstance(steps, bool) or not isinstance(steps, int)):
+        raise TypeError(f"`steps` must be an integer or None, got {steps!r}.")
     ckpt = load_checkpoint(path)
     if ckpt.train_config is None or ckpt.train_state is None:
         raise ValueError(f"{path}: has no training state to resume from (not written by train).")
@@ -123,8 +138,18 @@ def resume(
                meta={**ckpt.meta, "checkpoint_every": every or 0}, out=target, every=every,
                history={k: list(v) for k, v in ckpt.history.items()},
                snapshots={k: list(v.unbind(0)) for k, v in ckpt.snapshots.items()},
-               start=ckpt.step, optimizer=state["optimizer"])
-    return _train(run, progress)
+               start=ckpt.step, optimizer=state["optimizer"], source=Path(path))
+    with _lock(target):
+        return _train(run, progress)
+
+
+def _first_line(e: Exception) -> str:
+    return str(e).strip().splitlines()[0] if str(e).strip() else type(e).__name__
+
+
+def _lock(out: Path | None) -> contextlib.AbstractContextManager:
+    """The lock of the checkpoint path `out` (nothing to lock for a run kept in memory)."""
+    return contextlib.nullcontext() if out is None else exclusive(lock_path(out), f"{out}")
 
 
 def _check_out(out: Any, overwrite: bool, every: int | None) -> Path | None:
@@ -152,6 +177,7 @@ class _Run:
     snapshots: dict[str, list] = field(default_factory=dict)
     start: int = 0
     optimizer: dict | None = None
+    source: Path | None = None  # the checkpoint a resumed run was read from
 
     def record(self, entry: dict[str, float], keys: tuple[str, ...]) -> None:
         for k in keys:
@@ -176,8 +202,23 @@ class _Run:
     def save(self, at: int, group: ModelGroup | AutogradGroup) -> Checkpoint:
         ckpt = self.checkpoint(at, group)
         if self.out is not None:
-            save_checkpoint(ckpt, self.out, overwrite=True)
+            try:
+                save_checkpoint(ckpt, self.out, overwrite=True)
+            except OSError as e:
+                raise OSError(self._rescue(ckpt, e)) from None
         return ckpt
+
+    def _rescue(self, ckpt: Checkpoint, error: OSError) -> str:
+        """Write `ckpt` to the temporary folder when its destination failed; say where."""
+        reason = error.strerror or str(error) or type(error).__name__
+        spare = Path(tempfile.gettempdir()) / f"mechmem-{self.out.stem}-{os.getpid()}.pt"
+        try:
+            save_checkpoint(dataclasses.replace(ckpt, path=spare), spare, overwrite=True)
+        except Exception:  # noqa: BLE001  (the first error is the one to report)
+            return f"Could not write {self.out} at step {ckpt.step} ({reason}); the run is lost."
+        return (f"Could not write {self.out} at step {ckpt.step} ({reason}); the run is saved "
+                f"in {spare}: move it where you want it (mechmem train --resume {spare} "
+                "continues it).")
 
 
 def _train(run: _Run, progress: bool) -> Checkpoint:
@@ -185,7 +226,11 @@ def _train(run: _Run, progress: bool) -> Checkpoint:
     config = run.config
     group = make_group([config], models=[run.model], datasets=[run.dataset])
     if run.optimizer is not None:
-        group.load_optimizer_state([run.optimizer])
+        try:
+            group.load_optimizer_state([run.optimizer])
+        except (KeyError, TypeError, ValueError, RuntimeError) as e:
+            raise ValueError(f"{run.source}: damaged mechmem checkpoint: its train_state optimizer "
+                             f"does not fit the model ({_first_line(e)}).") from None
     start, steps, snap_every = run.start, config.steps, config.snapshot_every
     bar = progress_bar(total=steps, initial=start, disable=not progress, unit="step",
                        dynamic_ncols=True, leave=True)
