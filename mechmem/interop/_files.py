@@ -193,7 +193,8 @@ def _trusted(path: Path, name: str) -> list[Any]:
         return [(cls, n) for n in TRUSTED_GLOBALS]
     raise ValueError(
         f"{path}: it pickles TransformerLens's {name.rsplit('.', 1)[-1]}, which the installed "
-        "TransformerLens no longer has: open it once where TransformerLens 3.x is installed "
+        f"TransformerLens {major_version()}.x no longer has: open it once where "
+        "TransformerLens 3.x is installed "
         '(pip install "transformer-lens>=3.9,<4") and re-save it with save_transformer_lens; the '
         "plain-data file opens on both lines.")
 
