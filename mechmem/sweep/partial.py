@@ -75,7 +75,11 @@ def load_partial(path: Path, ids: Sequence[str]) -> dict[str, Any] | None:
 
 
 def remove_partial(path: Path) -> None:
+    """Remove a chunk's state, and the temporary file of a save that a kill cut short."""
     path.unlink(missing_ok=True)
+    if path.parent.is_dir():
+        for tmp in path.parent.glob(f".{path.name}.*.tmp"):
+            tmp.unlink(missing_ok=True)
 
 
 def clear_partials(folder: str | os.PathLike) -> None:
