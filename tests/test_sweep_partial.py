@@ -72,10 +72,20 @@ def test_a_partial_state_of_other_cells_is_refused(tmp_path):
 
 def test_the_save_interval_is_checked(tmp_path):
     grid = SweepConfig(TrainConfig(p=13, width=16, steps=5, device="cpu"))
-    with pytest.raises(ValueError, match=r"positive number of seconds .* got -1"):
+    with pytest.raises(ValueError, match=r"save_every\) must be a positive .* got -1"):
         sweep(grid, out=tmp_path / "s", save_every=-1)
-    with pytest.raises(ValueError, match=r"positive number of seconds .* got nan"):
+    with pytest.raises(ValueError, match=r"positive number of seconds, got nan"):
         sweep(grid, out=tmp_path / "s", save_every=float("nan"))
+    assert not (tmp_path / "s").exists()
+
+
+def test_the_cli_refuses_a_bad_save_interval_in_one_line(tmp_path, capsys):
+    from mechmem.cli import main
+
+    rc = main(["sweep", "--p", "11", "--width", "8", "--steps", "3", "--device", "cpu",
+               "--chunk-save-every", "0", "-o", str(tmp_path / "s")])
+    err = capsys.readouterr().err
+    assert rc == 2 and err.count("\n") == 1 and "got 0.0" in err, err
     assert not (tmp_path / "s").exists()
 
 

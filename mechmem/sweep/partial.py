@@ -38,8 +38,8 @@ def check_save_every(seconds: float | None) -> float | None:
         return None
     if isinstance(seconds, bool) or not isinstance(seconds, int | float) or not (
             0 < seconds < float("inf")):
-        raise ValueError(f"The chunk save interval must be a positive number of seconds (or "
-                         f"None for never), got {seconds!r}.")
+        raise ValueError(f"The chunk save interval (--chunk-save-every, save_every) must be a "
+                         f"positive number of seconds, got {seconds!r}.")
     return float(seconds)
 
 
