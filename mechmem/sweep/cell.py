@@ -85,8 +85,16 @@ def _models(configs: Sequence[TrainConfig], state: dict[str, Tensor]) -> list[to
 def chunk_state(group: Any, step: int, histories: Sequence[dict[str, list[float]]]
                 ) -> dict[str, Any]:
     """What continues a chunk at state `step` (before its update): plain tensors and lists."""
-    return {"step": step, "state": group.state(),
-            "optimizer": [group.optimizer_state(i) for i in range(group.models)],
+    if isinstance(group, ModelGroup):
+        # One copy of the stacked moments, each run's a view of it (`optimizer_state(i)` would
+        # copy all of them once per run).
+        stacked = group.optimizer.state_dict()
+        optimizer = [{**stacked, **{k: [t[i] for t in stacked[k]]
+                                    for k in ("exp_avg", "exp_avg_sq")}}
+                     for i in range(group.models)]
+    else:
+        optimizer = [group.optimizer_state(i) for i in range(group.models)]
+    return {"step": step, "state": group.state(), "optimizer": optimizer,
             "history": [{k: list(v) for k, v in h.items()} for h in histories]}
 
 
