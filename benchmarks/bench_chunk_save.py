@@ -1,7 +1,7 @@
 """An interrupted chunk: what stopping it costs with and without its saved state, measured in this
 process on the first chunk of `--preset fig3a` (76 runs at the paper's size, p 97, width 500).
 
-    python benchmarks/bench_chunk_save.py                 # 20 steps of the chunk on the CPU
+    python benchmarks/bench_chunk_save.py                 # 21 steps of the chunk on the CPU
     python benchmarks/bench_chunk_save.py --steps 40 --threads 1
 
 A full chunk is 2,000 steps; the benchmark trains a few and extrapolates (the steps of one chunk
@@ -23,30 +23,29 @@ from mechmem.sweep.cell import ChunkInterrupted
 from mechmem.sweep.partial import SAVE_EVERY, save_partial
 
 
-def interrupted(configs, steps: int, save) -> tuple[float, float]:
-    """(seconds per step, seconds from the stop flag to the chunk's exit)."""
-    flag = {"at": None}
-    done = [0]
-
-    def on_step(n):
-        done[0] += 1
+def interrupted(configs, steps: int, save) -> tuple[float, float, float]:
+    """(seconds to set the chunk up, seconds per step after the first, seconds from the stop
+    flag to the chunk's exit)."""
+    marks: list[float] = []
 
     def should_stop():
-        if done[0] >= steps and flag["at"] is None:
-            flag["at"] = time.perf_counter()
-        return flag["at"] is not None
+        if len(marks) == steps:
+            marks.append(time.perf_counter())  # the flag is set here
+        return len(marks) > steps
 
     start = time.perf_counter()
     try:
-        train_chunk(configs, on_step=on_step, should_stop=should_stop, save=save)
+        train_chunk(configs, on_step=lambda n: marks.append(time.perf_counter()),
+                    should_stop=should_stop, save=save)
     except ChunkInterrupted:
         end = time.perf_counter()
-    return (flag["at"] - start) / steps, end - flag["at"]
+    flag = marks[steps]
+    return marks[0] - start, (marks[steps - 1] - marks[0]) / (steps - 1), end - flag
 
 
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    ap.add_argument("--steps", type=int, default=20)
+    ap.add_argument("--steps", type=int, default=21)  # an evaluation every 20 steps
     ap.add_argument("--threads", type=int, default=2)
     args = ap.parse_args()
     torch.set_num_threads(args.threads)
@@ -67,13 +66,14 @@ def main() -> None:
             save_partial(path, ids, state)
             saves.append(time.perf_counter() - t)
 
-        step_a, stop_a = interrupted(configs, args.steps, None)
-        step_b, stop_b = interrupted(configs, args.steps, save)
+        setup_a, step_a, stop_a = interrupted(configs, args.steps, None)
+        setup_b, step_b, stop_b = interrupted(configs, args.steps, save)
         size = path.stat().st_size
     step = (step_a + step_b) / 2
-    whole = step * c0.steps
-    print(f"seconds per step (the chunk's {len(configs)} runs): {step_a:.3f} before, "
-          f"{step_b:.3f} after; a whole chunk: about {whole / 60:.1f} min")
+    whole = (setup_a + setup_b) / 2 + step * c0.steps
+    print(f"set-up and first step: {setup_a:.1f} s before, {setup_b:.1f} s after; seconds per "
+          f"step (the chunk's {len(configs)} runs): {step_a:.3f} before, {step_b:.3f} after; a "
+          f"whole chunk: about {whole / 60:.1f} min")
     print(f"stop flag -> chunk exit: before {stop_a:.3f} s (no save), after {stop_b:.3f} s "
           f"(save {saves[0]:.3f} s, {size / 2**20:.0f} MiB)")
     print(f"work lost to SIGINT: before up to {whole / 60:.1f} min (all of the chunk), after 0")

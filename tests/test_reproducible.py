@@ -55,7 +55,7 @@ def test_two_identical_runs_at_two_threads_end_bit_identical(tmp_path):
 
 
 FLAGS = ["--model", "transformer", "--p", "23", "--width", "32", "--device", "cpu",
-         "--corrupt-frac", "0.3", "--steps", "200", "--eval-every", "20", "--batch-size",
+         "--corrupt-frac", "0.3", "--steps", "120", "--eval-every", "10", "--batch-size",
          "100", "--dropout", "0.1", "--quiet"]
 _CLI = "import sys; from mechmem.cli import main; raise SystemExit(main(sys.argv[1:]))"
 
@@ -68,7 +68,7 @@ def _cli_process(*argv):
 def test_transformer_sigkill_then_resume_at_two_threads_ends_bit_identical(tmp_path):
     whole = _cli_process("train", *FLAGS, "-o", str(tmp_path / "whole.pt"))
     out = tmp_path / "run.pt"
-    proc = _cli_process("train", *FLAGS, "--checkpoint-every", "20", "-o", str(out))
+    proc = _cli_process("train", *FLAGS, "--checkpoint-every", "10", "-o", str(out))
     deadline = time.monotonic() + 120
     while not out.exists():
         assert proc.poll() is None, proc.communicate()[1]
@@ -77,13 +77,13 @@ def test_transformer_sigkill_then_resume_at_two_threads_ends_bit_identical(tmp_p
     proc.send_signal(signal.SIGKILL)
     proc.communicate(timeout=60)
     killed_at = load_checkpoint(out).step
-    assert 0 < killed_at < 200, (killed_at, proc.returncode)
+    assert 0 < killed_at < 120, (killed_at, proc.returncode)
     resumed = _cli_process("train", "--resume", str(out), "--quiet")
     for child in (resumed, whole):
         _, err = child.communicate(timeout=300)
         assert child.returncode == 0, err
     a, b = load_checkpoint(out), load_checkpoint(tmp_path / "whole.pt")
-    assert a.step == b.step == 200
+    assert a.step == b.step == 120
     assert a.history == b.history
     for (k, x), y in zip(a.model.state_dict().items(), b.model.state_dict().values(),
                          strict=True):
