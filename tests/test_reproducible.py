@@ -19,7 +19,7 @@ THREADS = "2"
 # Big enough that the kernels split their work over the threads (an embedding of 128 dims over
 # a few hundred pairs), small enough to train in seconds.
 FAMILIES = {
-    "transformer": {"model": "transformer", "p": 23, "width": 32},
+    "transformer": {"model": "transformer", "p": 23, "width": 32},  # d_model 128
     "mlp3": {"model": "mlp3", "p": 23, "width": 128},
     "mlp": {"model": "mlp", "p": 23, "width": 128},
 }
@@ -54,9 +54,38 @@ def test_two_identical_runs_at_two_threads_end_bit_identical(tmp_path):
             assert torch.equal(x, b[family][k]), (family, k, (x - b[family][k]).abs().max())
 
 
+_REPEAT = """
+import torch
+torch.set_num_threads({threads})
+from mechmem import TrainConfig
+from mechmem.train.autograd import make_group
+for name, kw in {families!r}.items():
+    group = make_group([TrainConfig(**kw, steps=10, dropout=0.1, device="cpu")])
+    for s in range(2):
+        group.advance(s)
+    first = None
+    for _ in range(10):  # the same step from the same state, again and again
+        group.gradients(2)
+        grads = [g.clone() for g in group.grads[0]]
+        first = first or grads
+        for (k, _), a, b in zip(group.modules[0].named_parameters(), first, grads):
+            assert torch.equal(a, b), (name, k, (a - b).abs().max().item())
+"""
+
+
+def test_one_step_repeated_at_two_threads_gives_the_same_gradients():
+    # Sharper than whole runs: a kernel whose sums depend on thread timing differs at almost
+    # every repetition, even on a busy machine where two runs' threads seldom overlap.
+    families = {k: v for k, v in FAMILIES.items() if k != "mlp"}  # mlp: no autograd step
+    code = _REPEAT.format(threads=THREADS, families=families)
+    proc = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True,
+                          env=_env(), timeout=300)
+    assert proc.returncode == 0, proc.stderr
+
+
 FLAGS = ["--model", "transformer", "--p", "23", "--width", "32", "--device", "cpu",
-         "--corrupt-frac", "0.3", "--steps", "120", "--eval-every", "10", "--batch-size",
-         "100", "--dropout", "0.1", "--quiet"]
+         "--corrupt-frac", "0.3", "--steps", "120", "--eval-every", "10", "--dropout",
+         "0.1", "--quiet"]  # full batch: enough rows that the embedding's backward is split
 _CLI = "import sys; from mechmem.cli import main; raise SystemExit(main(sys.argv[1:]))"
 
 
