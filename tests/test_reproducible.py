@@ -84,7 +84,7 @@ def test_one_step_repeated_at_two_threads_gives_the_same_gradients():
 
 
 FLAGS = ["--model", "transformer", "--p", "23", "--width", "32", "--device", "cpu",
-         "--corrupt-frac", "0.3", "--steps", "120", "--eval-every", "10", "--dropout",
+         "--corrupt-frac", "0.3", "--steps", "60", "--eval-every", "10", "--dropout",
          "0.1", "--quiet"]  # full batch: enough rows that the embedding's backward is split
 _CLI = "import sys; from mechmem.cli import main; raise SystemExit(main(sys.argv[1:]))"
 
@@ -106,13 +106,13 @@ def test_transformer_sigkill_then_resume_at_two_threads_ends_bit_identical(tmp_p
     proc.send_signal(signal.SIGKILL)
     proc.communicate(timeout=60)
     killed_at = load_checkpoint(out).step
-    assert 0 < killed_at < 120, (killed_at, proc.returncode)
+    assert 0 < killed_at < 60, (killed_at, proc.returncode)
     resumed = _cli_process("train", "--resume", str(out), "--quiet")
     for child in (resumed, whole):
         _, err = child.communicate(timeout=300)
         assert child.returncode == 0, err
     a, b = load_checkpoint(out), load_checkpoint(tmp_path / "whole.pt")
-    assert a.step == b.step == 120
+    assert a.step == b.step == 60
     assert a.history == b.history
     for (k, x), y in zip(a.model.state_dict().items(), b.model.state_dict().values(),
                          strict=True):
