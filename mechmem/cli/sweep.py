@@ -9,6 +9,7 @@ from pathlib import Path
 from typing import Any
 
 from ..sweep.config import SweepConfig
+from ..sweep.partial import SAVE_EVERY
 from ..sweep.presets import GRIDS, SWEEP_PRESETS, sweep_preset
 from ..sweep.result import SweepResult
 from ..sweep.run import SweepInterrupted, sweep
@@ -47,6 +48,9 @@ def register(sub: argparse._SubParsersAction) -> None:
                      help="keep every cell's final weights (one file per chunk)")
     run.add_argument("--chunk-size", type=int, metavar="M",
                      help="at most M runs train together (default: as many as fit in memory)")
+    run.add_argument("--chunk-save-every", type=float, metavar="SECONDS",
+                     help="a chunk in training saves its state into the folder this often "
+                     "(default 120), so --resume of an interrupted sweep continues it there")
     run.add_argument("--backend", choices=["local", "ray"], default="local",
                      help="local: chunks one after another here (default); ray: each chunk a "
                      "Ray task (pip install \"mechmem[ray]\"; see docs/scaling.md)")
@@ -86,6 +90,7 @@ def run_command(args: argparse.Namespace) -> int:
     start = time.perf_counter()
     if args.chunk_size is not None and args.chunk_size < 1:
         raise ValueError(f"--chunk-size must be a positive integer, got {args.chunk_size}.")
+    save_every = SAVE_EVERY if args.chunk_save_every is None else args.chunk_save_every
     try:
         if args.resume:
             changed = [f for f in given(args) if f != "device"]
@@ -98,7 +103,7 @@ def run_command(args: argparse.Namespace) -> int:
                 names = ", ".join(["--" + f.replace("_", "-") for f in changed] + others)
                 raise ValueError(f"--resume continues a sweep as configured; {names} cannot "
                                  "be given with it (only --device, --quiet, --save-weights, "
-                                 "--backend, --address).")
+                                 "--chunk-save-every, --backend, --address).")
             config = None
             device: Any = given(args).get("device")
             out = Path(args.resume)
@@ -108,17 +113,19 @@ def run_command(args: argparse.Namespace) -> int:
                 stored = SweepConfig.from_dict(read_header(out)["config"])
                 config = dataclasses.replace(stored, base=stored.base.replace(device=device[0]))
             result = sweep(config, out=out, resume=True, save_weights=args.save_weights,
-                           progress=not args.quiet, backend=args.backend, address=args.address)
+                           progress=not args.quiet, backend=args.backend, address=args.address,
+                           save_every=save_every)
         else:
             config = _config(args)
             out = Path(args.out) if args.out else default_path(
                 "sweeps", args.name or args.preset or "sweep")
             result = sweep(config, out=out, overwrite=args.force,
                            save_weights=args.save_weights, progress=not args.quiet,
-                           backend=args.backend, address=args.address)
+                           backend=args.backend, address=args.address, save_every=save_every)
     except SweepInterrupted as e:
         sys.stderr.write(f"mechmem sweep: interrupted with {e.done} of {e.total} cells done; "
-                         f"finished chunks are in {e.path}; continue with: mechmem sweep "
+                         f"finished chunks and the state of the chunk in training are in "
+                         f"{e.path}; continue with: mechmem sweep "
                          f"--resume {e.path}\n")
         return 130
     if not args.quiet:

@@ -139,7 +139,11 @@ class Embed(nn.Module):
         self.W_E = nn.Parameter(torch.empty(cfg.p, cfg.d_model))
 
     def forward(self, tokens: Int[Tensor, "batch pos"]) -> Float[Tensor, "batch pos d_model"]:
-        return self.W_E[tokens]
+        # An embedding lookup, not W_E[tokens]: indexing's backward on a CPU adds the rows of
+        # repeated tokens with atomic float adds in whatever order the threads reach them, so
+        # two identical steps differ in the last bits; embedding's backward sums each row's
+        # contributions in input order, the same at every thread count.
+        return F.embedding(tokens, self.W_E)
 
 
 class PosEmbed(nn.Module):

@@ -3,7 +3,8 @@
 Files: grid (axis value syntax), config (`SweepConfig`: a base run plus axes), presets (the
 paper's figures), plan (cells grouped by what can share a step, cut into chunks that fit),
 cell (train one chunk; each run's cell record), folder (sweep.json, cells.jsonl, weights/),
-run (`sweep`: the resumable local backend), result (`load_sweep`, `SweepResult`, `Grid`).
+partial (a chunk's state while it trains), run (`sweep`: the resumable local backend),
+ray_backend (each chunk a Ray task), result (`load_sweep`, `SweepResult`, `Grid`).
 """
 
 from .cell import train_chunk as train_chunk

@@ -1,10 +1,12 @@
 """Train one chunk of a sweep and describe each of its runs as a cell record (plain JSON data).
 
 `train_chunk` is the unit a backend runs: a local sweep calls it for each chunk in turn, a
-distributed one may call it anywhere. It reads nothing but its configs and writes nothing.
+distributed one may call it anywhere. It reads nothing but its configs (and a state to continue
+from) and writes nothing: its state goes to the caller's `save` (see `mechmem.sweep.partial`).
 """
 
 import math
+import time
 from collections.abc import Callable, Sequence
 from typing import Any
 
@@ -14,6 +16,7 @@ from torch import Tensor
 from ..analysis.accuracy import AccuracyResult
 from ..analysis.phase import classify_phase
 from ..metrics import METRICS
+from ..models.families import build_model
 from ..models.sites import neuron_sites
 from ..spectral import network_ipr, site_ipr
 from ..train.autograd import make_group
@@ -22,7 +25,7 @@ from ..train.group import ModelGroup
 
 
 class ChunkInterrupted(KeyboardInterrupt):
-    """A chunk was stopped between two steps; nothing of it is kept."""
+    """A chunk was stopped between two steps (its state went to `save`, when one was given)."""
 
 
 def _num(x: float) -> float | None:
@@ -69,6 +72,32 @@ def cell_record(config: TrainConfig, history: dict[str, list[float]], ipr: Tenso
     }
 
 
+def _models(configs: Sequence[TrainConfig], state: dict[str, Tensor]) -> list[torch.nn.Module]:
+    """Each run's network from a stacked state_dict."""
+    out = []
+    for i, config in enumerate(configs):
+        model = build_model(config.model_config())
+        model.load_state_dict({k: v[i] for k, v in state.items()})
+        out.append(model)
+    return out
+
+
+def chunk_state(group: Any, step: int, histories: Sequence[dict[str, list[float]]]
+                ) -> dict[str, Any]:
+    """What continues a chunk at state `step` (before its update): plain tensors and lists."""
+    if isinstance(group, ModelGroup):
+        # One copy of the stacked moments, each run's a view of it (`optimizer_state(i)` would
+        # copy all of them once per run).
+        stacked = group.optimizer.state_dict()
+        optimizer = [{**stacked, **{k: [t[i] for t in stacked[k]]
+                                    for k in ("exp_avg", "exp_avg_sq")}}
+                     for i in range(group.models)]
+    else:
+        optimizer = [group.optimizer_state(i) for i in range(group.models)]
+    return {"step": step, "state": group.state(), "optimizer": optimizer,
+            "history": [{k: list(v) for k, v in h.items()} for h in histories]}
+
+
 def train_chunk(
     configs: Sequence[TrainConfig],
     *,
@@ -77,6 +106,9 @@ def train_chunk(
     on_step: Callable[..., Any] | None = None,
     should_stop: Callable[..., Any] | None = None,
     keep_weights: bool = False,
+    start: dict[str, Any] | None = None,
+    save: Callable[[dict[str, Any]], Any] | None = None,
+    save_every: float | None = None,
 ) -> tuple[list[dict[str, Any]], dict[str, Tensor] | None]:
     """Train the runs of one chunk together and return their cell records.
 
@@ -84,26 +116,50 @@ def train_chunk(
         configs: runs that can share a step (see `mechmem.train.ModelGroup`).
         device: where to train (default: the first config's device).
         chunk_elements: activations per engine chunk (default: by device).
-        on_step: called after every step with the number of runs stepped (progress).
-        should_stop: polled between steps; True stops the chunk (`ChunkInterrupted`).
+        on_step: called after every step with the number of runs stepped (progress); when
+            continuing from `start`, first with the model-steps already done.
+        should_stop: polled between steps; True stops the chunk (`ChunkInterrupted`), after
+            handing its state to `save`.
         keep_weights: also return the final state of every run, stacked: the model's
             state_dict names, each with a leading model axis, on the CPU.
+        start: a state `save` was given earlier, to continue from (the cells come out
+            bit-identical on a CPU to those of an uninterrupted chunk).
+        save: called with the chunk's state (`chunk_state`) every `save_every` seconds of
+            training and when `should_stop` stops it.
+        save_every: seconds between saves (None: only when stopped).
 
     Returns:
         (one cell record per config, in order; the stacked weights or None).
     """
-    group = make_group(configs, device=device, chunk_elements=chunk_elements)
+    models = None if start is None else _models(configs, start["state"])
+    group = make_group(configs, device=device, chunk_elements=chunk_elements, models=models)
     c0, keys = group.configs[0], group.history_keys
-    histories: list[dict[str, list[float]]] = [{k: [] for k in keys} for _ in configs]
-    for s in range(c0.steps + 1):
-        if s % c0.eval_every == 0 or s == c0.steps:
+    if start is None:
+        first = 0
+        histories: list[dict[str, list[float]]] = [{k: [] for k in keys} for _ in configs]
+    else:
+        first = int(start["step"])
+        group.load_optimizer_state(start["optimizer"])
+        histories = [{k: list(h[k]) for k in keys} for h in start["history"]]
+        if on_step is not None:
+            on_step(first * group.models)
+    saved = time.monotonic()
+    for s in range(first, c0.steps + 1):
+        # State `first` of a continued chunk was recorded before it was saved.
+        if (s > first or first == 0) and (s % c0.eval_every == 0 or s == c0.steps):
             for h, entry in zip(histories, group.record(s), strict=True):
                 for k in keys:
                     h[k].append(entry[k])
         if s == c0.steps:
             break
         if should_stop is not None and should_stop():
+            if save is not None and s > first:
+                save(chunk_state(group, s, histories))
             raise ChunkInterrupted(f"chunk stopped at step {s}")
+        if (save is not None and save_every is not None and s > first
+                and time.monotonic() - saved >= save_every):
+            save(chunk_state(group, s, histories))
+            saved = time.monotonic()
         group.advance(s)
         if on_step is not None:
             on_step(group.models)

@@ -1,5 +1,6 @@
 """`sweep`: train every cell of a grid, chunk by chunk, into a resumable sweep folder."""
 
+import functools
 import os
 import signal
 from collections.abc import Callable, Sequence
@@ -24,6 +25,15 @@ from .folder import (
     write_header,
     write_weights,
     writing,
+)
+from .partial import (
+    SAVE_EVERY,
+    check_save_every,
+    clear_partials,
+    load_partial,
+    partial_path,
+    remove_partial,
+    save_partial,
 )
 from .plan import Chunk, plan_chunks
 from .result import SweepResult, load_sweep
@@ -61,6 +71,7 @@ def sweep(
     progress: bool = False,
     backend: str = "local",
     address: str | None = None,
+    save_every: float | None = SAVE_EVERY,
 ) -> SweepResult:
     """Train every cell of `config` and write the sweep folder `out`.
 
@@ -79,12 +90,16 @@ def sweep(
             a Ray task; needs `pip install "mechmem[ray]"`, see docs/scaling.md).
         address: with "ray", the cluster to join ("auto" or "host:port"; it is left running);
             None starts a local Ray instance and shuts it down at the end.
+        save_every: a chunk in training saves its state into the folder (partial/) every this
+            many seconds, and when interrupted; `resume` continues it from there (None: a
+            chunk is saved only when interrupted by SIGINT).
 
     Returns:
         The finished sweep as a `SweepResult`.
 
     Raises:
-        SweepInterrupted: on SIGINT (finished chunks are kept; continue with `resume=True`).
+        SweepInterrupted: on SIGINT (finished chunks and the state of the chunks in training
+            are kept; continue with `resume=True`).
 
     Example:
         >>> from mechmem.sweep import SweepConfig, sweep
@@ -110,6 +125,7 @@ def sweep(
         require_ray()  # before anything is planned or written
     if resume and overwrite:
         raise ValueError("Pass either resume or overwrite, not both.")
+    save_every = check_save_every(save_every)
     if resume:
         read_header(folder)  # a folder that holds no sweep is named before it is locked
     elif config is None:
@@ -152,6 +168,7 @@ def _sweep(config: SweepConfig | None, folder: Path, *, resume: bool, overwrite:
             device = resolve_device(config.base.device)
             chunks = plan_chunks(cells, device, config.chunk_size)  # refuses what cannot fit
         new_folder(folder, overwrite=overwrite)
+        clear_partials(folder)  # another sweep's chunks in training, if it was replaced
         save = save_weights
         write_header(folder, {"config": config.to_dict(), "cells": ids,
                               "chunks": [list(c.cells) for c in chunks],
@@ -162,6 +179,9 @@ def _sweep(config: SweepConfig | None, folder: Path, *, resume: bool, overwrite:
         done -= {ids[i] for ch in chunks for i in ch.cells
                  if not weights_path(folder, ch.index).is_file()}
     pending = [ch for ch in chunks if not all(ids[i] in done for i in ch.cells)]
+    for ch in chunks:
+        if ch not in pending:  # a chunk whose cells were written just before a kill
+            remove_partial(partial_path(folder, ch.index))
     finished = [i for i, cid in enumerate(ids) if cid in done]
     bar = progress_bar(total=sum(c.steps for c in cells),
                        initial=sum(cells[i].steps for i in finished), disable=not progress,
@@ -177,10 +197,11 @@ def _sweep(config: SweepConfig | None, folder: Path, *, resume: bool, overwrite:
             write_weights(folder, ch.index, [ids[i] for i in ch.cells],
                           cells[ch.cells[0]].model_config().to_dict(), weights)
         append_cells(folder, records)
+        remove_partial(partial_path(folder, ch.index))
         n_done[0] += len(ch.cells)
         bar.set_postfix(cells=f"{n_done[0]}/{len(cells)}", refresh=True)
 
-    jobs = [(ch, [cells[i] for i in ch.cells]) for ch in pending]
+    jobs = [(ch, [cells[i] for i in ch.cells], [ids[i] for i in ch.cells]) for ch in pending]
     try:
         # SIGINT only: SIGTERM is left to cluster schedulers and Ray, which stop workers with it.
         with signals_as_flag([signal.SIGINT]) as interrupted:
@@ -188,10 +209,11 @@ def _sweep(config: SweepConfig | None, folder: Path, *, resume: bool, overwrite:
                 from .ray_backend import run_on_ray  # Ray is imported only here
 
                 run_on_ray(jobs, finish, progress=bar.update, stop=lambda: interrupted[0],
-                           keep_weights=save, address=address)
+                           keep_weights=save, address=address, folder=folder,
+                           save_every=save_every)
             else:
                 _run_local(jobs, finish, progress=bar.update, stop=lambda: interrupted[0],
-                           keep_weights=save)
+                           keep_weights=save, folder=folder, save_every=save_every)
     except ChunkInterrupted:
         raise SweepInterrupted(folder, n_done[0], len(cells)) from None
     finally:
@@ -199,13 +221,18 @@ def _sweep(config: SweepConfig | None, folder: Path, *, resume: bool, overwrite:
     return load_sweep(folder)
 
 
-def _run_local(jobs: Sequence[tuple[Chunk, list[TrainConfig]]],
+def _run_local(jobs: Sequence[tuple[Chunk, list[TrainConfig], list[str]]],
                finish: Callable[..., Any], *, progress: Callable[..., Any],
-               stop: Callable[..., Any], keep_weights: bool) -> None:
-    """The local backend: each chunk in turn, in this process."""
-    for ch, configs in jobs:
-        records, weights = train_chunk(configs, on_step=progress, should_stop=stop,
-                                       keep_weights=keep_weights)
+               stop: Callable[..., Any], keep_weights: bool, folder: Path,
+               save_every: float | None) -> None:
+    """The local backend: each chunk in turn, in this process, continued from its saved state
+    where it has one."""
+    for ch, configs, ids in jobs:
+        path = partial_path(folder, ch.index)
+        records, weights = train_chunk(
+            configs, on_step=progress, should_stop=stop, keep_weights=keep_weights,
+            start=load_partial(path, ids), save=functools.partial(save_partial, path, ids),
+            save_every=save_every)
         finish(ch, records, weights)
         if stop():
             raise ChunkInterrupted("stopped between chunks")
