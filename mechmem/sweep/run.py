@@ -133,12 +133,12 @@ def sweep(
     with writing(folder):
         return _sweep(config, folder, resume=resume, overwrite=overwrite,
                       save_weights=save_weights, progress=progress, backend=backend,
-                      address=address)
+                      address=address, save_every=save_every)
 
 
 def _sweep(config: SweepConfig | None, folder: Path, *, resume: bool, overwrite: bool,
-           save_weights: bool, progress: bool, backend: str, address: str | None
-           ) -> SweepResult:
+           save_weights: bool, progress: bool, backend: str, address: str | None,
+           save_every: float | None) -> SweepResult:
     """`sweep`, with the folder's lock held."""
     if resume:
         plan = read_grid(folder)
