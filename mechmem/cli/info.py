@@ -1,13 +1,17 @@
-"""`mechmem info CKPT`: what a checkpoint holds, without analysing it."""
+"""`mechmem info CKPT`: what a checkpoint holds, its final accuracies and phase, without the
+slower analyses."""
 
 import argparse
 
+from ..analysis.accuracy import accuracies
+from ..analysis.phase import classify_phase
 from ..checkpoint import load_checkpoint
 
 
 def register(sub: argparse._SubParsersAction) -> None:
     p = sub.add_parser("info", help="show what a checkpoint holds",
-                       description="Show a checkpoint's model, dataset and training record.")
+                       description="Show a checkpoint's model, dataset and training record, "
+                       "its final accuracies and its phase.")
     p.add_argument("checkpoint", help="path to a .pt file written by mechmem")
     p.set_defaults(handler=run)
 
@@ -31,4 +35,12 @@ def run(args: argparse.Namespace) -> int:
               f" {', '.join(ckpt.history)}")
     if ckpt.snapshots:
         print(f"snapshots   {len(ckpt.snapshots.get('step', []))}")
+    acc = accuracies(ckpt.model, ds)
+    parts = [("train", acc.train), ("test", acc.test)]
+    if ds.n_corrupted:
+        parts += [("corrupted memorized", acc.corrupted_memorized),
+                  ("corrupted true", acc.corrupted_true)]
+    print("accuracy    " + "  ".join(f"{k} {v:.1%}" for k, v in parts))
+    phase = classify_phase(acc, ds.spec.corrupt_frac, ckpt.history)
+    print(f"phase       {phase.phase} ({phase.reason})")
     return 0

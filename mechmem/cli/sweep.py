@@ -13,7 +13,7 @@ from ..sweep.presets import GRIDS, SWEEP_PRESETS, sweep_preset
 from ..sweep.result import SweepResult
 from ..sweep.run import SweepInterrupted, sweep
 from ..train.config import TrainConfig
-from ._flags import add_config_flags, default_path, given
+from ._flags import add_config_flags, add_threads_flag, default_path, given
 
 
 def register(sub: argparse._SubParsersAction) -> None:
@@ -54,6 +54,7 @@ def register(sub: argparse._SubParsersAction) -> None:
                      help="with --backend ray: join this cluster (auto or host:port) and leave it "
                      "running; default: start a local Ray instance for the sweep")
     run.add_argument("--quiet", action="store_true", help="no progress bar or summary")
+    add_threads_flag(run)
     p.set_defaults(handler=run_command)
 
 
