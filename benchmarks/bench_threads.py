@@ -7,7 +7,7 @@ and each size (paper: p 97, width 500, full batch, the paper's defaults; small: 
 in interleaved repeats, and the best and median are printed side by side. It also prints what a
 load-aware rule (free cores = cores - 1-minute load average) would have picked in each state.
 
-    python benchmarks/bench_threads.py [--paper-steps 100] [--small-steps 300] [--repeats 3]
+    python benchmarks/bench_threads.py [--paper-steps 50] [--small-steps 200] [--repeats 2]
 """
 
 import argparse
@@ -42,7 +42,7 @@ def free_cores() -> int:
     return max(1, min(cores, round(cores - os.getloadavg()[0])))
 
 
-def measure(sizes: dict, default: int, repeats: int) -> dict:
+def measure(state: str, sizes: dict, default: int, repeats: int) -> dict:
     out = {}
     for name, config in sizes.items():
         seconds(config.replace(steps=5), 1)  # warm up
@@ -51,14 +51,16 @@ def measure(sizes: dict, default: int, repeats: int) -> dict:
             for t in times:
                 times[t].append(seconds(config, t))
         out[name] = times
+        print(f"  measured {state}, {name}: " + ", ".join(
+            f"{t} thread(s) {min(v):.2f} s" for t, v in times.items()), flush=True)
     return out
 
 
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    ap.add_argument("--paper-steps", type=int, default=100)
-    ap.add_argument("--small-steps", type=int, default=300)
-    ap.add_argument("--repeats", type=int, default=3)
+    ap.add_argument("--paper-steps", type=int, default=50)
+    ap.add_argument("--small-steps", type=int, default=200)
+    ap.add_argument("--repeats", type=int, default=2)
     args = ap.parse_args()
     default = torch.get_num_threads()
     cores = len(os.sched_getaffinity(0))
@@ -73,13 +75,13 @@ def main() -> None:
     results = {}
     picks = {}
     picks["idle"] = (os.getloadavg()[0], free_cores())
-    results["idle"] = measure(sizes, default, args.repeats)
+    results["idle"] = measure("idle", sizes, default, args.repeats)
     load = subprocess.Popen([sys.executable, "-c", LOAD], env={**os.environ,
                                                               "OMP_NUM_THREADS": "2"})
     try:
         time.sleep(20)  # let the 1-minute load average see it
         picks["loaded"] = (os.getloadavg()[0], free_cores())
-        results["loaded"] = measure(sizes, default, args.repeats)
+        results["loaded"] = measure("loaded", sizes, default, args.repeats)
     finally:
         load.kill()
         load.wait()
