@@ -76,7 +76,8 @@ def sweep(
         resume: continue an interrupted sweep in `out`, training only the missing chunks.
         overwrite: replace an existing sweep in `out`.
         save_weights: keep every cell's final weights (one file per chunk).
-        progress: a progress bar over model-steps with cells done / total and an ETA.
+        progress: print the plan with its time estimated from a short warm-up (stderr), then
+            a progress bar over model-steps with cells done / total and a settling ETA.
         backend: "local" (the chunks one after another in this process) or "ray" (each chunk
             a Ray task; needs `pip install "mechmem[ray]"`, see docs/scaling.md).
         address: with "ray", the cluster to join ("auto" or "host:port"; it is left running);
