@@ -176,7 +176,6 @@ def sweep(
                 shown[0] = now
                 postfix(refresh=False)
 
-
     def finish(ch: Chunk, records: list[dict], weights: dict | None) -> None:
         """Write one finished chunk (the only place that writes cells: one writer)."""
         for rec, i in zip(records, ch.cells, strict=True):
