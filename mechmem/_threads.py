@@ -3,11 +3,11 @@
 Measured by benchmarks/bench_threads.py: on a 2-core machine whose cores are busy with another
 process, torch's default (one thread per core) made training 10-14x slower than one thread,
 because its threads wait on each other at every operation while the other process holds a core;
-on an idle machine a second thread gained at most a few tens of percent at the paper's size, and
-nothing at small sizes. The loss is large and the gain small, and the load of a shared machine
-changes while a run goes on (a load average read at the start does not hold for its minutes), so
-the commands use one thread unless `--threads N` (or MECHMEM_THREADS) asks for more. This is
-set once, by the command line; from Python, torch's own setting is the user's.
+on an idle machine a second thread can at best halve a step (small models gain nothing: their
+steps are overheads, not arithmetic). The loss is large and the gain bounded, and the load of a
+shared machine changes while a run goes on (a load average read at the start does not hold for
+its minutes), so the commands use one thread unless `--threads N` (or MECHMEM_THREADS) asks for
+more. This is set once, by the command line; from Python, torch's own setting is the user's.
 """
 
 import os
