@@ -14,6 +14,10 @@ Did this network memorize, generalize, or both? Headline names:
   `SweepResult`, `train_chunk`, ...)
 """
 
+# `mechmem.train` and `mechmem.sweep` are the subpackages, and calling one runs its headline
+# function: `mechmem.train(config)`, `mechmem.train.preset(...)` (see `_callable`).
+from . import sweep as sweep
+from . import train as train
 from .analysis import analyze as analyze
 from .checkpoint import Checkpoint as Checkpoint
 from .checkpoint import load_checkpoint as load_checkpoint
@@ -30,16 +34,17 @@ from .models import MLP3Config as MLP3Config
 from .models import MLPConfig as MLPConfig
 from .models import TransformerConfig as TransformerConfig
 from .models import analytic_solution as analytic_solution
-
-# Here too the function shadows the subpackage: `mechmem.sweep(config, out=...)`;
-# `from mechmem.sweep import sweep_preset` still reaches the subpackage.
 from .sweep import SweepConfig as SweepConfig
 from .sweep import load_sweep as load_sweep
-from .sweep import sweep as sweep
-
-# The function shadows the subpackage's attribute on purpose: `mechmem.train(config)`;
-# `from mechmem.train import resume` still reaches the subpackage.
 from .train import TrainConfig as TrainConfig
-from .train import train as train
 
 __version__ = "0.1.0"
+
+
+def __getattr__(name: str) -> object:
+    # `mechmem.report` imports plotly, so `import mechmem` leaves it out until it is named.
+    if name == "report":
+        import importlib
+
+        return importlib.import_module(".report", __name__)
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")

@@ -11,3 +11,7 @@ def one_thread():
     thread count is restored after the module. Use with `pytestmark`."""
     with single_thread():
         yield
+
+
+def pytest_configure(config):
+    config.addinivalue_line("markers", "slow: runs for minutes (deselect with -m 'not slow')")

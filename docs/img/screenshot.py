@@ -1,8 +1,13 @@
 """Take docs/img/report.png: a full-page screenshot of a report in headless Chromium.
 
 Uses the same browser set-up as tests/test_report_browser.py (Debian's /usr/bin/chromium driven
-by Playwright, network cut off). Without --checkpoint it first trains the paper's model at weight
-decay 5 (alpha 0.5, xi 0.35, 1000 steps; about a minute on 2 CPU cores).
+by Playwright, network cut off). The README's picture is the report of its main job's run:
+
+    .venv/bin/mechmem train --preset partial-inversion
+    .venv/bin/python docs/img/screenshot.py --checkpoint runs/partial-inversion.pt
+
+Without --checkpoint it trains that same run first (the `partial-inversion` preset, about a
+minute on a 2-core CPU).
 
     .venv/bin/python docs/img/screenshot.py [--checkpoint runs/x.pt] [--out docs/img/report.png]
 """
@@ -12,7 +17,8 @@ import sys
 import tempfile
 from pathlib import Path
 
-from mechmem import TrainConfig, analyze, train
+import mechmem
+from mechmem import analyze
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[2] / "benchmarks"))
 from _browser import screenshot_pages  # noqa: E402  (benchmarks/_browser.py)
@@ -26,10 +32,8 @@ def main() -> None:
     args = parser.parse_args()
     with tempfile.TemporaryDirectory() as tmp:
         if args.checkpoint is None:
-            config = TrainConfig(corrupt_frac=0.35, weight_decay=5.0, steps=1000,
-                                 name="partial inversion: wd 5, alpha 0.5, xi 0.35",
-                                 device="cpu")
-            source = train(config, progress=True)
+            config = mechmem.train.preset("partial-inversion", device="cpu")
+            source = mechmem.train(config, progress=True)
         else:
             source = args.checkpoint
         page_path = analyze(source).to_html(Path(tmp) / "report.html")

@@ -9,6 +9,8 @@ import os
 import sys
 from collections.abc import Sequence
 
+from .. import __version__
+from .._threads import use_threads
 from . import analyze, info, report, sweep, train
 
 COMMANDS = (info, train, sweep, analyze, report)
@@ -27,6 +29,7 @@ def build_parser() -> argparse.ArgumentParser:
         prog="mechmem",
         description="Train and dissect small networks on corrupted modular arithmetic.",
     )
+    parser.add_argument("--version", action="version", version=f"mechmem {__version__}")
     sub = parser.add_subparsers(dest="command", metavar="COMMAND", parser_class=_Parser)
     for module in COMMANDS:
         module.register(sub)
@@ -40,6 +43,8 @@ def main(argv: Sequence[str] | None = None) -> int:
         parser.print_help()
         return 2
     try:
+        # The one place a command sets torch's thread count (mechmem/_threads.py says why).
+        use_threads(getattr(args, "threads", None))
         return int(args.handler(args) or 0)
     except BrokenPipeError:
         # The reader went away (`mechmem analyze --json | head`): not an error of ours.

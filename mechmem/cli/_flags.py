@@ -147,6 +147,19 @@ def _values(convert: Callable[[str], Any]) -> Callable[[str], tuple[Any, ...]]:
     return parse
 
 
+def add_threads_flag(parser: argparse.ArgumentParser | argparse._ArgumentGroup) -> None:
+    """`--threads N`: torch's CPU thread count for this command (default 1, see _threads)."""
+    parser.add_argument("--threads", type=_positive, metavar="N",
+                        help="CPU threads for torch (default 1, or MECHMEM_THREADS: more "
+                             "threads on a busy machine make it much slower; docs/training.md)")
+
+
+def _positive(text: str) -> int:
+    if not text.isdigit() or int(text) < 1:
+        raise argparse.ArgumentTypeError(f"must be a positive integer, got {text!r}")
+    return int(text)
+
+
 def default_path(folder: str, stem: str, suffix: str = "") -> Path:
     """folder/stem+suffix in the current directory, the stem made safe for a file name and
     the folder created."""

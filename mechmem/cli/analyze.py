@@ -5,6 +5,7 @@ import json
 from typing import Any
 
 from ..analysis import analyze
+from ._flags import add_threads_flag
 
 
 def register(sub: argparse._SubParsersAction) -> None:
@@ -21,6 +22,7 @@ def register(sub: argparse._SubParsersAction) -> None:
                         "(default: found from the IPR distribution)")
     p.add_argument("--seed", type=int, default=0, help="seed of the random pruning order")
     add_trust_flag(p)
+    add_threads_flag(p)
     p.set_defaults(handler=run)
 
 

@@ -1,15 +1,24 @@
-"""`mechmem info CKPT`: what a checkpoint holds, without analysing it."""
+"""`mechmem info CKPT`: what a checkpoint holds, its final accuracies and phase, without the
+slower analyses."""
 
 import argparse
+import math
 from typing import Any
 
+from torch import nn
+
+from ..analysis.accuracy import accuracies
+from ..analysis.phase import classify_phase
 from ..checkpoint import Checkpoint
+from ..data import ModularDataset
+from ..interop import adapt_model
 from .analyze import add_trust_flag, load_source
 
 
 def register(sub: argparse._SubParsersAction) -> None:
     p = sub.add_parser("info", help="show what a checkpoint holds",
-                       description="Show a checkpoint's model, dataset and training record.")
+                       description="Show a checkpoint's model, dataset and training record, "
+                       "its final accuracies and its phase.")
     p.add_argument("checkpoint", help="path to a .pt file written by mechmem, or a "
                    "TransformerLens model file (docs/transformer-lens.md)")
     add_trust_flag(p)
@@ -37,14 +46,30 @@ def run(args: argparse.Namespace) -> int:
               f" {', '.join(ckpt.history)}")
     if ckpt.snapshots:
         print(f"snapshots   {len(ckpt.snapshots.get('step', []))}")
+    _outcome(ckpt.model, ds, ckpt.history)
     return 0
+
+
+def _outcome(model: nn.Module, ds: ModularDataset, history: Any) -> None:
+    """The final accuracies and the phase they make (unknown for non-finite accuracies)."""
+    acc = accuracies(model, ds)
+    parts = [("train", acc.train), ("test", acc.test)]
+    if ds.n_corrupted:
+        parts += [("corrupted memorized", acc.corrupted_memorized),
+                  ("corrupted true", acc.corrupted_true)]
+    print("accuracy    " + "  ".join(f"{k} {v:.1%}" for k, v in parts))
+    if not (math.isfinite(acc.train) and math.isfinite(acc.test)):
+        print("phase       unknown (the accuracies are not finite: the weights hold NaN or inf)")
+        return
+    phase = classify_phase(acc, ds.spec.corrupt_frac, history)
+    print(f"phase       {phase.phase} ({phase.reason})")
 
 
 def _lens_info(run: Any) -> int:
     """What a TransformerLens model file holds (`mechmem.interop.TransformerLensRun`)."""
     cfg, ds = run.model.cfg, run.dataset
     print(f"file        {run.path}")
-    print(f"model       TransformerLens HookedTransformer d_model={cfg.d_model}"
+    print(f"model       TransformerLens {type(run.model).__name__} d_model={cfg.d_model}"
           f" heads={cfg.n_heads} d_mlp={cfg.d_mlp} layers={cfg.n_layers} act={cfg.act_fn}")
     print("dataset     " + ("none recorded (pass the split to analyze(run, dataset))" if ds is None
                             else f"op={ds.spec.op} p={ds.p} alpha={ds.spec.train_frac}"
@@ -55,4 +80,6 @@ def _lens_info(run: Any) -> int:
           "history     none recorded")
     if run.snapshots:
         print(f"snapshots   {len(run.snapshots.get('step', []))}")
+    if ds is not None:
+        _outcome(adapt_model(run.model, ds.spec.tokens), ds, run.history)
     return 0

@@ -4,6 +4,7 @@ import argparse
 from pathlib import Path
 
 from .._files import check_destination
+from ._flags import add_threads_flag
 from .analyze import add_trust_flag, load_source
 
 SWEEP_REPORT = "report.html"  # a sweep folder's report, inside the folder
@@ -23,6 +24,7 @@ def register(sub: argparse._SubParsersAction) -> None:
                         f"for a sweep folder, {SWEEP_REPORT} inside it)")
     p.add_argument("--force", action="store_true", help="replace an existing report file")
     add_trust_flag(p)
+    add_threads_flag(p)
     p.set_defaults(handler=run)
 
 

@@ -14,7 +14,7 @@ from ..sweep.presets import GRIDS, SWEEP_PRESETS, sweep_preset
 from ..sweep.result import SweepResult
 from ..sweep.run import SweepInterrupted, sweep
 from ..train.config import TrainConfig
-from ._flags import add_config_flags, default_path, given
+from ._flags import add_config_flags, add_threads_flag, default_path, given
 
 
 def register(sub: argparse._SubParsersAction) -> None:
@@ -58,6 +58,10 @@ def register(sub: argparse._SubParsersAction) -> None:
                      help="with --backend ray: join this cluster (auto or host:port) and leave it "
                      "running; default: start a local Ray instance for the sweep")
     run.add_argument("--quiet", action="store_true", help="no progress bar or summary")
+    run.add_argument("--plan", action="store_true",
+                     help="print the plan (cells, chunks, model-steps) and its time estimated "
+                     "from a short warm-up on this device, then stop; writes nothing")
+    add_threads_flag(run)
     p.set_defaults(handler=run_command)
 
 
@@ -115,6 +119,8 @@ def run_command(args: argparse.Namespace) -> int:
             result = sweep(config, out=out, resume=True, save_weights=args.save_weights,
                            progress=not args.quiet, backend=args.backend, address=args.address,
                            save_every=save_every)
+        elif args.plan:
+            return _plan(_config(args))
         else:
             config = _config(args)
             out = Path(args.out) if args.out else default_path(
@@ -130,6 +136,18 @@ def run_command(args: argparse.Namespace) -> int:
         return 130
     if not args.quiet:
         _summary(result, time.perf_counter() - start)
+    return 0
+
+
+def _plan(config: SweepConfig) -> int:
+    from ..sweep.estimate import estimate_plan
+    from ..sweep.plan import plan_chunks
+    from ..train.group import resolve_device
+
+    cells = config.cells()
+    device = resolve_device(config.base.device)
+    chunks = plan_chunks(cells, device, config.chunk_size)
+    print(estimate_plan(cells, chunks, chunks, device).describe())
     return 0
 
 

@@ -9,7 +9,7 @@ from ..checkpoint import Checkpoint
 from ..train.config import TrainConfig
 from ..train.loop import TrainingInterrupted, resume, train
 from ..train.presets import PRESETS, preset
-from ._flags import add_config_flags, default_path, given
+from ._flags import add_config_flags, add_threads_flag, default_path, given
 
 
 def register(sub: argparse._SubParsersAction) -> None:
@@ -34,6 +34,7 @@ def register(sub: argparse._SubParsersAction) -> None:
     run.add_argument("--resume", metavar="CKPT",
                      help="continue an interrupted run in CKPT (only --steps may change)")
     run.add_argument("--quiet", action="store_true", help="no progress bar or summary")
+    add_threads_flag(run)
     p.set_defaults(handler=run_command)
 
 

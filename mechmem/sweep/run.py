@@ -1,8 +1,11 @@
 """`sweep`: train every cell of a grid, chunk by chunk, into a resumable sweep folder."""
 
 import functools
+import math
 import os
 import signal
+import sys
+import time
 from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import Any
@@ -15,6 +18,7 @@ from ..train.config import TrainConfig
 from ..train.group import resolve_device
 from .cell import ChunkInterrupted, train_chunk
 from .config import SweepConfig, cell_id
+from .estimate import Eta, estimate_plan, format_seconds
 from .folder import (
     append_cells,
     new_folder,
@@ -85,7 +89,8 @@ def sweep(
         resume: continue an interrupted sweep in `out`, training only the missing chunks.
         overwrite: replace an existing sweep in `out`.
         save_weights: keep every cell's final weights (one file per chunk).
-        progress: a progress bar over model-steps with cells done / total and an ETA.
+        progress: print the plan with its time estimated from a short warm-up (stderr), then
+            a progress bar over model-steps with cells done / total and a settling ETA.
         backend: "local" (the chunks one after another in this process) or "ray" (each chunk
             a Ray task; needs `pip install "mechmem[ray]"`, see docs/scaling.md).
         address: with "ray", the cluster to join ("auto" or "host:port"; it is left running);
@@ -183,11 +188,33 @@ def _sweep(config: SweepConfig | None, folder: Path, *, resume: bool, overwrite:
         if ch not in pending:  # a chunk whose cells were written just before a kill
             remove_partial(partial_path(folder, ch.index))
     finished = [i for i, cid in enumerate(ids) if cid in done]
-    bar = progress_bar(total=sum(c.steps for c in cells),
-                       initial=sum(cells[i].steps for i in finished), disable=not progress,
-                       unit="model-step", unit_scale=True, dynamic_ncols=True)
+    initial = sum(cells[i].steps for i in finished)
+    eta = _announce(cells, chunks, pending, config, backend) if progress else None
+    # tqdm's own ETA (a moving average over steps of chunks of different speeds) is replaced
+    # by the settling one of `estimate.Eta`, shown from the start.
     n_done = [len(finished)]
-    bar.set_postfix(cells=f"{n_done[0]}/{len(cells)}", refresh=False)
+    shown = [0.0]
+
+    def fields() -> dict[str, str]:
+        left = eta.remaining() if eta else math.inf
+        return {"cells": f"{n_done[0]}/{len(cells)}", "eta": format_seconds(left)}
+
+    bar = progress_bar(total=sum(c.steps for c in cells), initial=initial,
+                       disable=not progress, unit="model-step", unit_scale=True,
+                       dynamic_ncols=True, postfix=fields(),
+                       bar_format="{l_bar}{bar}| {n_fmt}/{total_fmt} [{elapsed}{postfix}]")
+
+    def postfix(refresh: bool) -> None:
+        bar.set_postfix(fields(), refresh=refresh)
+
+    def advance(n: int) -> None:
+        bar.update(n)
+        if eta is not None:
+            eta.update(n)
+            now = time.perf_counter()
+            if now - shown[0] >= 0.5:  # cheap: a string at most twice a second
+                shown[0] = now
+                postfix(refresh=False)
 
     def finish(ch: Chunk, records: list[dict], weights: dict | None) -> None:
         """Write one finished chunk (the only place that writes cells: one writer)."""
@@ -199,7 +226,7 @@ def _sweep(config: SweepConfig | None, folder: Path, *, resume: bool, overwrite:
         append_cells(folder, records)
         remove_partial(partial_path(folder, ch.index))
         n_done[0] += len(ch.cells)
-        bar.set_postfix(cells=f"{n_done[0]}/{len(cells)}", refresh=True)
+        postfix(refresh=True)
 
     jobs = [(ch, [cells[i] for i in ch.cells], [ids[i] for i in ch.cells]) for ch in pending]
     try:
@@ -208,17 +235,31 @@ def _sweep(config: SweepConfig | None, folder: Path, *, resume: bool, overwrite:
             if backend == "ray":
                 from .ray_backend import run_on_ray  # Ray is imported only here
 
-                run_on_ray(jobs, finish, progress=bar.update, stop=lambda: interrupted[0],
+                run_on_ray(jobs, finish, progress=advance, stop=lambda: interrupted[0],
                            keep_weights=save, address=address, folder=folder,
                            save_every=save_every)
             else:
-                _run_local(jobs, finish, progress=bar.update, stop=lambda: interrupted[0],
+                _run_local(jobs, finish, progress=advance, stop=lambda: interrupted[0],
                            keep_weights=save, folder=folder, save_every=save_every)
     except ChunkInterrupted:
         raise SweepInterrupted(folder, n_done[0], len(cells)) from None
     finally:
         bar.close()
     return load_sweep(folder)
+
+
+def _announce(cells: Sequence[TrainConfig], chunks: Sequence[Chunk],
+              pending: Sequence[Chunk], config: SweepConfig, backend: str) -> Eta:
+    """Print the plan (with a measured estimate of its time, for the local backend) on
+    stderr before training; return the ETA that the bar shows."""
+    left = sum(cells[i].steps for ch in pending for i in ch.cells)
+    if backend == "local":
+        est = estimate_plan(cells, chunks, pending, resolve_device(config.base.device))
+        sys.stderr.write(est.describe() + "\n")
+        return Eta(left, est.seconds)
+    sys.stderr.write(f"plan: {len(cells):,} cells in {len(chunks):,} chunks, "
+                     f"{sum(c.steps for c in cells):,} model-steps, as Ray tasks\n")
+    return Eta(left, None)
 
 
 def _run_local(jobs: Sequence[tuple[Chunk, list[TrainConfig], list[str]]],
