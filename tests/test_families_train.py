@@ -161,7 +161,8 @@ def test_cli_trains_analyzes_and_reports_a_transformer(tmp_path, capsys):
     assert j["family"] == "transformer" and set(j["sites"]) == {"embed", "blocks.0.mlp"}
     assert main(["report", str(ckpt), "-o", str(tmp_path / "tf.html")]) == 0
     html = (tmp_path / "tf.html").read_text()
-    assert 'id="fig-site-ipr"' in html and 'class="not-applicable"' in html
+    # what the transformer lacks (BatchNorm) is said in its panel, not in the headline
+    assert 'id="fig-site-ipr"' in html and 'id="missing-batchnorm"' in html
     assert 'id="missing-spectra"' in html
 
 
