@@ -21,6 +21,7 @@ from ._common import nan_to_none
 from .accuracy import METRICS, AccuracyResult, accuracies
 from .batchnorm import BatchNormResult, batchnorm_factors
 from .dynamics import Dynamics, dynamics_dict, training_dynamics
+from .examples import ExampleAttribution, examples, examples_dict, examples_lines
 from .fourier import FourierResult, fourier
 from .frequencies import NeuronFrequencies, neuron_frequencies
 from .ipr import IPRResult, ipr_scores
@@ -59,6 +60,8 @@ class Analysis:
             None with a note otherwise), in the loss the run was trained with.
         progress_curves: the same at every snapshot, with Nanda et al.'s phases; None without
             snapshots.
+        examples: every training example's margin and status and each primary neuron's
+            share of it (`examples`); None where the primary site has no output weights.
     """
 
     model: nn.Module
@@ -81,6 +84,7 @@ class Analysis:
     dynamics: Dynamics | None = None
     progress: ProgressMeasures | None = None
     progress_curves: ProgressCurves | None = None
+    examples: ExampleAttribution | None = None
 
     @property
     def family(self) -> str:
@@ -201,6 +205,12 @@ def analyze(
                      f"{primary.name} neurons and on to the logits in this {_family(model)}, "
                      "so their key frequencies are read from their activations instead.")
     progress, curves = _progress(model, dataset, snapshots, config, notes)
+    if primary.output is not None:
+        per_example = examples(model, dataset, classes=neurons)
+    else:
+        per_example = None
+        notes.append(f"Per-example attribution: the {primary.name} neurons have no output "
+                     "weights to the logits.")
     return Analysis(
         model=model,
         dataset=dataset,
@@ -225,6 +235,7 @@ def analyze(
                   if history or snapshots else None),
         progress=progress,
         progress_curves=curves,
+        examples=per_example,
     )
 
 
@@ -332,6 +343,7 @@ def _to_json(a: Analysis) -> dict[str, Any]:
             "frac_corrupted_wins": a.logits.frac_corrupted_wins,
         },
         "progress": _progress_json(a),
+        "examples": None if a.examples is None else examples_dict(a.examples),
     }
     return _plain(out)
 
@@ -411,6 +423,8 @@ def _summary(a: Analysis) -> str:
             f"logits     corrupted label beats true label on {_pct(lg.frac_corrupted_wins).strip()}"
             f" of {lg.index.numel()} corrupted examples",
         ]
+    if a.examples is not None:
+        lines += ["", *examples_lines(a.examples)]
     if a.dynamics is not None:
         lines += ["", *_dynamics_lines(a.dynamics)]
     lines += _progress_lines(a)
