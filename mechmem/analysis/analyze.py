@@ -21,6 +21,12 @@ from ._common import nan_to_none
 from .accuracy import METRICS, AccuracyResult, accuracies
 from .batchnorm import BatchNormResult, batchnorm_factors
 from .dynamics import Dynamics, dynamics_dict, training_dynamics
+from .example_dynamics import (
+    ExampleDynamics,
+    example_dynamics,
+    example_dynamics_dict,
+    example_dynamics_lines,
+)
 from .examples import ExampleAttribution, examples, examples_dict, examples_lines
 from .fourier import FourierResult, fourier
 from .frequencies import NeuronFrequencies, neuron_frequencies
@@ -62,6 +68,8 @@ class Analysis:
             snapshots.
         examples: every training example's margin and status and each primary neuron's
             share of it (`examples`); None where the primary site has no output weights.
+        example_dynamics: when each training example was memorized, unlearned or inverted,
+            and its data map (`example_dynamics`); None unless the run tracked its examples.
     """
 
     model: nn.Module
@@ -85,6 +93,7 @@ class Analysis:
     progress: ProgressMeasures | None = None
     progress_curves: ProgressCurves | None = None
     examples: ExampleAttribution | None = None
+    example_dynamics: ExampleDynamics | None = None
 
     @property
     def family(self) -> str:
@@ -236,6 +245,8 @@ def analyze(
         progress=progress,
         progress_curves=curves,
         examples=per_example,
+        example_dynamics=(example_dynamics(history, dataset) if "example_margin" in history
+                          else None),
     )
 
 
@@ -343,7 +354,9 @@ def _to_json(a: Analysis) -> dict[str, Any]:
             "frac_corrupted_wins": a.logits.frac_corrupted_wins,
         },
         "progress": _progress_json(a),
-        "examples": None if a.examples is None else examples_dict(a.examples),
+        "examples": None if a.examples is None else examples_dict(a.examples) | {
+            "dynamics": None if a.example_dynamics is None
+            else example_dynamics_dict(a.example_dynamics)},
     }
     return _plain(out)
 
@@ -425,6 +438,8 @@ def _summary(a: Analysis) -> str:
         ]
     if a.examples is not None:
         lines += ["", *examples_lines(a.examples)]
+        if a.example_dynamics is not None:
+            lines += example_dynamics_lines(a.example_dynamics)
     if a.dynamics is not None:
         lines += ["", *_dynamics_lines(a.dynamics)]
     lines += _progress_lines(a)

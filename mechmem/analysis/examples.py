@@ -59,7 +59,8 @@ class ExampleAttribution:
             (the rest of the stream holds the remainder), and the set is then every neuron with
             a positive contribution.
         low_ipr: the site's memorizing (low-IPR) neurons, from its neuron classes.
-        low_ipr_share: per memorized example, the share of its margin held by low-IPR neurons.
+        low_ipr_share: per memorized example, the share of its margin held by low-IPR neurons
+            (above 1 where the other neurons vote against the trained label).
     """
 
     site: str
@@ -109,6 +110,16 @@ class ExampleAttribution:
         m = self.margin[self.memorized]
         held = self.contributions[self.memorized][:, self.low_ipr].sum(1)
         return float(held.sum() / m.sum())
+
+    def support_share_low_ipr(self) -> float:
+        """The share of the memorized examples' positive contributions (the neurons voting for
+        the trained label) that comes from low-IPR neurons, in [0, 1] (NaN when nothing is
+        memorized). Unlike `margin_share_low_ipr` it ignores the neurons voting against the
+        label, which on a generalizing network are the periodic ones pushing the true label."""
+        if self.memorized.numel() == 0:
+            return math.nan
+        c = self.contributions[self.memorized].clamp_min(0)
+        return float(c[:, self.low_ipr].sum() / c.sum())
 
     def _status_of(self, example: int) -> str:
         if not 0 <= example < len(self.status):
@@ -241,6 +252,7 @@ def examples_dict(ex: ExampleAttribution) -> dict[str, Any]:
         if m else None,
         "low_ipr_neurons": int(ex.low_ipr.sum()),
         "low_ipr_margin_share": nan_to_none(ex.margin_share_low_ipr()),
+        "low_ipr_support_share": nan_to_none(ex.support_share_low_ipr()),
         "low_ipr_share_median": nan_to_none(float(ex.low_ipr_share.median())) if m else None,
     }
 
@@ -259,5 +271,6 @@ def examples_lines(ex: ExampleAttribution) -> list[str]:
             f"           a memorized example's margin: {int(ex.fraction * 100)}% held by a median"
             f" {float(sizes.median()):g} of {ex.holders.shape[1]} {ex.site} neurons;"
             f" {int(ex.low_ipr.sum())} low-IPR neurons hold {100 * share:.1f}% of it all"
+            f" ({100 * ex.support_share_low_ipr():.1f}% of the votes for the label)"
             + ("" if ex.exact else " (direct effects: not exact after a normalization)"))
     return lines
