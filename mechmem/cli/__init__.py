@@ -9,9 +9,9 @@ import os
 import sys
 from collections.abc import Sequence
 
-from . import analyze, info, report, sweep, train
+from . import analyze, info, memorization, report, sweep, train
 
-COMMANDS = (info, train, sweep, analyze, report)
+COMMANDS = (info, train, sweep, analyze, report, memorization)
 
 
 class _Parser(argparse.ArgumentParser):
