@@ -133,3 +133,10 @@ def test_analyze_and_the_cli_carry_the_dynamics(tmp_path, capsys):
     plain = analyze(train(TINY.replace(track_examples=False, steps=20)))
     assert plain.example_dynamics is None
     assert plain.to_json_dict()["examples"]["dynamics"] is None
+
+
+def test_sweeps_refuse_per_example_tracking():
+    from mechmem import SweepConfig
+
+    with pytest.raises(ValueError, match="`track_examples` applies to single runs"):
+        SweepConfig(base=TINY, axes=(("weight_decay", (0.0, 1.0)),))

@@ -10,8 +10,9 @@ from typing import Any
 
 from ..train.config import TrainConfig
 
-# Fields an axis may not sweep: they name or place the run, they do not change it.
-_NOT_AXES = ("name", "device")
+# Fields an axis may not sweep: they name or place the run, they do not change it (a sweep's
+# cells record no per-example margins).
+_NOT_AXES = ("name", "device", "track_examples")
 AXIS_FIELDS = tuple(f.name for f in dataclasses.fields(TrainConfig) if f.name not in _NOT_AXES)
 # Fields that pick the panels of a phase diagram, in order of preference.
 _PANEL_PREFERENCE = ("weight_decay", "dropout", "batch_size", "norm", "op", "lr", "width", "seed")
@@ -62,6 +63,9 @@ class SweepConfig:
     def __post_init__(self) -> None:
         if not isinstance(self.base, TrainConfig):
             raise TypeError(f"`base` must be a TrainConfig, got {type(self.base).__name__}.")
+        if self.base.track_examples:
+            raise ValueError("A sweep keeps one record per cell, not per-example margins: "
+                             "`track_examples` applies to single runs (mechmem.train).")
         axes = []
         for item in self.axes:
             if not (isinstance(item, tuple | list) and len(item) == 2):
