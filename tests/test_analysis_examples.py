@@ -195,3 +195,33 @@ def test_analyze_carries_the_examples(coexisting):
     assert j["counts"] == ex.counts() and j["site"] == "hidden"
     assert j["low_ipr_margin_share"] == pytest.approx(a.examples.margin_share_low_ipr())
     assert "\nexamples   of " in a.summary()
+
+
+def test_a_transformer_lens_model_decomposes_exactly():
+    tl = pytest.importorskip("transformer_lens")
+    import warnings
+
+    from mechmem.interop import TransformerLensModel, dataset_from_split
+
+    p = 13
+    cfg = tl.HookedTransformerConfig(
+        n_layers=1, n_heads=2, d_model=16, d_head=8, d_mlp=24, act_fn="relu",
+        normalization_type=None, d_vocab=p + 1, d_vocab_out=p, n_ctx=3, device="cpu", seed=0)
+    with warnings.catch_warnings():
+        warnings.filterwarnings("ignore", category=DeprecationWarning)
+        model = tl.HookedTransformer(cfg)
+    with torch.no_grad():
+        for name, param in model.named_parameters():
+            if "b_" in name:
+                param.normal_(0, 0.1)  # biases reach the logits outside the neurons too
+    ds = dataset_from_split(torch.randperm(p * p, generator=torch.Generator().manual_seed(0))
+                            [: p * p // 2], p)
+    wrapped = TransformerLensModel(model)
+    ex = examples(wrapped, ds)
+    with torch.no_grad():
+        logits = model(ds.model_inputs(ds.train_pairs))[:, -1].double()
+    y, r = ds.train_labels, ex.runner_up
+    margin = logits.gather(1, y[:, None])[:, 0] - logits.gather(1, r[:, None])[:, 0]
+    assert ex.exact and ex.site == "blocks.0.mlp"
+    torch.testing.assert_close(ex.margin, margin, atol=1e-5, rtol=1e-5)
+    torch.testing.assert_close(ex.contributions.sum(1) + ex.rest, margin, atol=1e-5, rtol=1e-5)
