@@ -7,6 +7,7 @@ their ratio, and exits 1 when the ratio is under 3. Then it estimates the cost a
 size (p 97, width 500, 2000 steps, K 64) from a few timed steps of a stack of 16 models.
 
     OMP_NUM_THREADS=1 python benchmarks/bench_memorization.py [--models 64] [--steps 500]
+        [--threads 1] [--skip-paper]
 """
 
 import argparse
@@ -24,8 +25,9 @@ def main() -> int:
     ap.add_argument("--models", type=int, default=64)
     ap.add_argument("--steps", type=int, default=500)
     ap.add_argument("--skip-paper", action="store_true")
+    ap.add_argument("--threads", type=int, default=1)
     args = ap.parse_args()
-    torch.set_num_threads(1)
+    torch.set_num_threads(args.threads)
     config = TrainConfig(p=31, width=128, corrupt_frac=0.3, steps=args.steps,
                          snapshot_every=None, device="cpu")
     ds = make_dataset(config.dataset_spec())
@@ -37,7 +39,8 @@ def main() -> int:
         train_subsets(config, ds, [k])
     single = time.perf_counter() - t
     ratio = single / stacked
-    print(f"p 31, width 128, {args.steps} steps, K {args.models}, 1 thread (CPU)")
+    print(f"p 31, width 128, {args.steps} steps, K {args.models}, {args.threads} thread(s) "
+          "(CPU)")
     print(f"  stacked (mechmem.memorization): {stacked:7.2f} s")
     print(f"  {args.models} single runs, one by one: {single:7.2f} s")
     print(f"  speed-up: {ratio:.1f}x  (need >= 3: {'PASS' if ratio >= 3 else 'FAIL'})")
@@ -52,7 +55,7 @@ def main() -> int:
         total = per_model_step * 64 * paper.steps
         print(f"paper size (p 97, width 500, {paper.steps} steps), K 64, stacks of {m}: "
               f"{1e3 * per_model_step:.2f} ms per model-step, about {total / 60:.0f} min "
-              "on this CPU at one thread")
+              f"on this CPU at {args.threads} thread(s)")
     return 0 if ratio >= 3 else 1
 
 
