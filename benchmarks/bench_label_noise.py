@@ -20,6 +20,7 @@ of the set it flags.
 
     OMP_NUM_THREADS=1 python benchmarks/bench_label_noise.py [--models 16] \
         [--presets coexistence partial-inversion full-inversion] [--steps N] [--small]
+        [--subset 0.5]
 
 --small runs p 31, width 128 versions of the presets (a quick check, minutes); the default is
 the paper's size (p 97, width 500), about 15 minutes per MLP preset at one thread with K 16.
@@ -67,7 +68,7 @@ def precision_at(score: torch.Tensor, positive: torch.Tensor) -> float:
     return hits / m
 
 
-def signals(name: str, models: int, steps: int | None, small: bool) -> dict:
+def signals(name: str, models: int, steps: int | None, small: bool, subset: float) -> dict:
     overrides = {"snapshot_every": None, "device": "cpu"}
     if small:
         overrides |= {"p": 31, "width": 128}
@@ -81,7 +82,7 @@ def signals(name: str, models: int, steps: int | None, small: bool) -> dict:
     dyn = example_dynamics(run.history, ds)
     t_run = time.perf_counter() - t
     t = time.perf_counter()
-    mem = memorization(config, models=models)
+    mem = memorization(config, models=models, subset=subset)
     t_mem = time.perf_counter() - t
     last = float(dyn.steps[-1]) + config.eval_every
     low = ex.contributions[:, ex.low_ipr].sum(1)
@@ -111,13 +112,16 @@ def main() -> int:
                     default=["coexistence", "partial-inversion", "full-inversion"])
     ap.add_argument("--steps", type=int)
     ap.add_argument("--small", action="store_true")
+    ap.add_argument("--subset", type=float, default=0.5,
+                    help="each model's fraction of the training set (default: halves)")
     args = ap.parse_args()
     torch.set_num_threads(1)
-    print(f"K = {args.models} half-data models per preset; 1 thread (CPU)"
+    print(f"K = {args.models} models on {args.subset:g} of the training set per preset; "
+          "1 thread (CPU)"
           + ("; p 31, width 128" if args.small else "; the presets' own size"))
     print(f"{'preset':<28} {'signal':<18} {'AUROC':>6} {'prec@m':>7}")
     for name in args.presets:
-        r = signals(name, args.models, args.steps, args.small)
+        r = signals(name, args.models, args.steps, args.small, args.subset)
         truth = r["truth"]
         c = r["config"]
         label = f"{name} ({c.steps} steps)"
@@ -131,7 +135,7 @@ def main() -> int:
               f" ({int(truth.sum())} corrupted): precision {prec:.3f}, recall {rec:.3f}")
         s = r["counts"]
         print(f"{label:<28} statuses {s}; full run {r['seconds'][0]:.0f} s, "
-              f"{args.models} half-data models {r['seconds'][1]:.0f} s")
+              f"{args.models} subset models {r['seconds'][1]:.0f} s")
     return 0
 
 

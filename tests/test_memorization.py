@@ -117,3 +117,13 @@ def test_the_cli_writes_scores(tmp_path, capsys):
     assert main(argv) == 2
     assert capsys.readouterr().err.startswith("mechmem memorization: error: ")
     assert main([*argv, "--resume"]) == 0
+
+
+def test_other_subset_fractions():
+    assert int(subset_mask(101, 0, 3, 0.7).sum()) == 70
+    res = mechmem.memorization(TINY.replace(steps=10), models=2, subset=0.75)
+    n = res.dataset.n_train
+    assert res.in_subset.sum(1).tolist() == [int(0.75 * n)] * 2
+    assert "0.75-subsets" in res.summary()
+    with pytest.raises(ValueError, match=r"`subset` must be a fraction in \(0, 1\), got 1.0"):
+        mechmem.memorization(TINY, models=2, subset=1.0)

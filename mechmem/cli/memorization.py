@@ -20,6 +20,8 @@ def register(sub: argparse._SubParsersAction) -> None:
     add_config_flags(p, lists=False)
     p.add_argument("--models", type=int, default=64, metavar="K",
                    help="models, each on its own random half (default 64)")
+    p.add_argument("--subset", type=float, default=0.5, metavar="F",
+                   help="fraction of the training set each model trains on (default 0.5)")
     p.add_argument("--chunk", type=int, metavar="M", help="models trained together (default: "
                    "as many as fit)")
     p.add_argument("-o", "--out", help="folder keeping finished chunks (default "
@@ -36,7 +38,7 @@ def run_command(args: argparse.Namespace) -> int:
     config = preset(args.preset, **fields) if args.preset else TrainConfig(**fields)
     out = Path(args.out) if args.out else default_path(
         "runs", (config.name or args.preset or "default") + "-memorization")
-    res = memorization(config, models=args.models, out=out, resume=args.resume,
+    res = memorization(config, models=args.models, subset=args.subset, out=out, resume=args.resume,
                        overwrite=args.force, chunk=args.chunk, progress=not args.quiet)
     if args.csv:
         ds = res.dataset

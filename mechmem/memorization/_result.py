@@ -24,6 +24,7 @@ class MemorizationResult:
         config: the run every model repeats (model k with seed `config.seed + k`).
         dataset: the full training set the halves are drawn from.
         models: K.
+        subset: the fraction of the training set each model trained on.
         in_subset: which examples each model trained on.
         prediction: each model's predicted class for every training example.
         out_logits: each example's logits averaged over the models that held it out (the
@@ -37,6 +38,7 @@ class MemorizationResult:
     config: TrainConfig
     dataset: ModularDataset
     models: int
+    subset: float
     in_subset: Bool[Tensor, "models train"]
     prediction: Int[Tensor, "models train"]
     out_logits: Float[Tensor, "train p"]
@@ -79,7 +81,8 @@ class MemorizationResult:
             x = x[~x.isnan()]
             return float(x.mean()) if x.numel() else math.nan
 
-        return (f"{self.models} models on random halves of {self.dataset.n_train} examples: "
+        share = "halves" if self.subset == 0.5 else f"{self.subset:g}-subsets"
+        return (f"{self.models} models on random {share} of {self.dataset.n_train} examples: "
                 f"mean memorization {mean(self.score[c]):.3f} on the {int(c.sum())} corrupted, "
                 f"{mean(self.score[~c]):.3f} on the {int((~c).sum())} clean "
                 f"(median standard error {float(self.stderr.nanmedian()):.3f})")

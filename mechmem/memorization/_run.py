@@ -25,6 +25,7 @@ def memorization(
     config: TrainConfig | None = None,
     *,
     models: int = 64,
+    subset: float = 0.5,
     out: str | os.PathLike | None = None,
     resume: bool = False,
     overwrite: bool = False,
@@ -38,6 +39,9 @@ def memorization(
     Args:
         config: the run (its dataset is the one halved); None means the paper's defaults.
         models: K, at least 2 (64 gives each example about 32 models in and 32 out).
+        subset: the fraction of the training set each model trains on (Feldman and Zhang's
+            halves by default; they also used 0.7). The models must still generalize on that
+            fraction for the held-out predictions to mean anything.
         out: a folder keeping each finished chunk of models, so that an interrupted run
             resumes; None keeps everything in memory.
         resume: continue the run in `out`, training only its missing chunks.
@@ -57,6 +61,8 @@ def memorization(
     if isinstance(models, bool) or not isinstance(models, int) or models < 2:
         raise ValueError(f"`models` must be an integer >= 2 (models in and out of each "
                          f"example's subset), got {models!r}.")
+    if isinstance(subset, bool) or not isinstance(subset, int | float) or not 0 < subset < 1:
+        raise ValueError(f"`subset` must be a fraction in (0, 1), got {subset!r}.")
     if chunk is not None and (isinstance(chunk, bool) or not isinstance(chunk, int)
                               or chunk < 1):
         raise ValueError(f"`chunk` must be a positive integer, got {chunk!r}.")
@@ -65,7 +71,7 @@ def memorization(
     dataset = make_dataset(config.dataset_spec())
     size = chunk or min(models, models_per_chunk(config, device))
     header: dict[str, Any] = {"format": FORMAT, "version": 1, "config": config.to_dict(),
-                              "models": models, "chunk": size}
+                              "models": models, "subset": float(subset), "chunk": size}
     folder = None if out is None else _open_folder(Path(out), header, resume, overwrite)
     if folder is not None:
         size = json.loads((folder / HEADER).read_text())["chunk"]
@@ -82,8 +88,8 @@ def memorization(
             ks = list(range(start, min(models, start + size)))
             part = None if folder is None else _read_chunk(folder, start, ks)
             if part is None:
-                masks, nets = train_subsets(config, dataset, ks, device=device,
-                                            on_step=bar.update)
+                masks, nets = train_subsets(config, dataset, ks, fraction=subset,
+                                            device=device, on_step=bar.update)
                 logits = []
                 with torch.no_grad():
                     for net in nets:
@@ -103,7 +109,7 @@ def memorization(
     n_out = (~in_subset).sum(0)
     out_logits = logit_sum / n_out[:, None].clamp_min(1)
     out_logits[n_out == 0] = torch.nan
-    return MemorizationResult(config=config, dataset=dataset, models=models,
+    return MemorizationResult(config=config, dataset=dataset, models=models, subset=subset,
                               in_subset=in_subset, prediction=prediction,
                               out_logits=out_logits, path=folder)
 

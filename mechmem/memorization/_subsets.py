@@ -17,12 +17,13 @@ from ..train.stack import derived_seed
 _SUBSET_STREAM = 3
 
 
-def subset_mask(n_train: int, seed: int, k: int) -> Bool[Tensor, " train"]:
-    """Model k's random half of a training set of `n_train` examples (floor(n/2) of them),
-    drawn from its own seeded generator."""
+def subset_mask(n_train: int, seed: int, k: int, fraction: float = 0.5
+                ) -> Bool[Tensor, " train"]:
+    """Model k's random subset of a training set of `n_train` examples (floor(fraction n) of
+    them; a half by default), drawn from its own seeded generator."""
     gen = torch.Generator().manual_seed(derived_seed(seed, _SUBSET_STREAM, k))
     mask = torch.zeros(n_train, dtype=torch.bool)
-    mask[torch.randperm(n_train, generator=gen)[: n_train // 2]] = True
+    mask[torch.randperm(n_train, generator=gen)[: int(fraction * n_train)]] = True
     return mask
 
 
@@ -46,18 +47,21 @@ def train_subsets(
     dataset: ModularDataset,
     models: Sequence[int],
     *,
+    fraction: float = 0.5,
     device: torch.device | None = None,
     should_stop: Callable[[], Any] | None = None,
     on_step: Callable[[int], Any] | None = None,
 ) -> tuple[Bool[Tensor, "models train"], list[torch.nn.Module]]:
-    """Train models `models` of a counterfactual run together, each on its random half of
-    `dataset`, through the trainer's stacked group (per-model datasets).
+    """Train models `models` of a counterfactual run together, each on its random subset
+    (`fraction` of the examples) of `dataset`, through the trainer's stacked group
+    (per-model datasets).
 
     Returns:
         (each model's subset mask over `dataset`'s training examples, the trained networks in
         eval mode on the CPU).
     """
-    masks = torch.stack([subset_mask(dataset.n_train, config.seed, k) for k in models])
+    masks = torch.stack([subset_mask(dataset.n_train, config.seed, k, fraction)
+                         for k in models])
     configs = [model_config(config, k) for k in models]
     datasets = [subset_dataset(dataset, m) for m in masks]
     group = make_group(configs, models=[initial_model(c) for c in configs], datasets=datasets,
