@@ -6,7 +6,8 @@ memorized example's margin, the share of the memorized margin held by low-IPR ne
 often switching off an example's holding neurons flips it (a sample of 50). "low-IPR share" is
 the low-IPR neurons' sum over the memorized margin (above 1 where the periodic neurons vote
 against the label), "of votes" their part of the positive contributions. Exits 1 when either
-is not the majority on the coexistence run.
+is not the majority on the coexistence run. "flip set med": the median number of neurons that,
+removed largest contribution first, flip a memorized example.
 
     OMP_NUM_THREADS=1 python benchmarks/bench_examples.py [--presets coexistence ...]
 """
@@ -43,7 +44,7 @@ def main() -> int:
     ok = True
     print(f"{'preset':<20} {'train s':>7} {'memorized':>9} {'inverted':>8} {'neither':>7} "
           f"{'holders med':>11} {'reach':>6} {'low-IPR n':>9} {'low-IPR share':>13} "
-          f"{'of votes':>8} {'flip':>5}")
+          f"{'of votes':>8} {'flip':>5} {'flip set med':>12}")
     for name in args.presets:
         t = time.perf_counter()
         ckpt = train(preset(name))
@@ -56,10 +57,11 @@ def main() -> int:
         reach = float(ex.holders_reach.double().mean()) if m else float("nan")
         share = ex.margin_share_low_ipr()
         votes = ex.support_share_low_ipr()
+        fmed = float(ex.flip_count.double().median()) if m else float("nan")
         flip = flip_rate(ckpt.model, ckpt.dataset, ex) if m else float("nan")
         print(f"{name:<20} {secs:7.1f} {c['memorized']:9d} {c['inverted']:8d} {c['neither']:7d} "
               f"{med:11g} {reach:6.2f} {int(ex.low_ipr.sum()):9d} {share:13.3f} "
-              f"{votes:8.3f} {flip:5.2f}")
+              f"{votes:8.3f} {flip:5.2f} {fmed:12g}")
         if name == "coexistence":
             ok = share > 0.5 and votes > 0.5
     if "coexistence" in args.presets:

@@ -96,6 +96,23 @@ def test_removing_the_holding_neurons_flips_the_example(coexisting):
     assert flipped >= 0.75 * len(sample)
 
 
+def test_flipping_sets_are_the_fewest_largest_first_that_flip(coexisting):
+    model, ds, ex = coexisting
+    assert ex.flip_reach.all()
+    sample = ex.memorized[torch.randperm(ex.memorized.numel(),
+                                         generator=torch.Generator().manual_seed(1))[:25]]
+    for i in sample.tolist():
+        neurons = ex.flipping(i)
+        order = ex.contributions[i].argsort(descending=True)
+        assert list(neurons) == order[: len(neurons)].tolist()
+        x, y = ds.train_pairs[i : i + 1], int(ds.train_labels[i])
+        with ablate(model, list(neurons)), torch.no_grad():
+            assert int(model(x).argmax()) != y
+        with ablate(model, list(neurons[:-1])), torch.no_grad():
+            assert int(model(x).argmax()) == y
+    assert examples_dict(ex)["flip_median"] == float(ex.flip_count.double().median())
+
+
 def test_low_ipr_neurons_hold_most_of_the_memorized_margin(coexisting):
     model, ds, ex = coexisting
     classes = classify_neurons(ipr_scores(model, "add"))
@@ -122,6 +139,7 @@ def test_summary_numbers_are_plain(coexisting):
     lines = examples_lines(ex)
     assert lines[0].startswith("examples   of ") and "memorized" in lines[0]
     assert "low-IPR neurons hold" in lines[1]
+    assert "loses the label" in lines[2]
 
 
 @pytest.mark.parametrize("family", ["mlp-bias", "mlp-batchnorm", "mlp3", "transformer"])

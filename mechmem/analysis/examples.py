@@ -58,6 +58,11 @@ class ExampleAttribution:
         holders_reach: the set reaches that share; False where the neurons together hold less
             (the rest of the stream holds the remainder), and the set is then every neuron with
             a positive contribution.
+        flip_count: per memorized example, how many neurons, removed largest contribution
+            first, make another class overtake the trained label (read off the linear
+            read-out: exactly what zero-ablating them does where `exact`).
+        flip_reach: removing them does flip it; False where even every neuron with a positive
+            contribution gone leaves the label on top (`flip_count` is then their number).
         low_ipr: the site's memorizing (low-IPR) neurons, from its neuron classes.
         low_ipr_share: per memorized example, the share of its margin held by low-IPR neurons
             (above 1 where the other neurons vote against the trained label).
@@ -78,6 +83,8 @@ class ExampleAttribution:
     memorized: Int[Tensor, " memorized"]
     holders: Bool[Tensor, "memorized neurons"]
     holders_reach: Bool[Tensor, " memorized"]
+    flip_count: Int[Tensor, " memorized"]
+    flip_reach: Bool[Tensor, " memorized"]
     low_ipr: Bool[Tensor, " neurons"]
     low_ipr_share: Float[Tensor, " memorized"]
 
@@ -92,15 +99,21 @@ class ExampleAttribution:
         Raises:
             ValueError: the example is not memorized.
         """
-        hit = (self.memorized == example).nonzero()
-        if hit.numel() == 0:
-            raise ValueError(f"Training example {example} is not memorized (its status is "
-                             f"{self._status_of(example)!r}): only memorized examples have "
-                             "holding neurons.")
-        row = int(hit[0, 0])
+        row = self._row(example)
         neurons = self.holders[row].nonzero().squeeze(1)
         order = self.contributions[example, neurons].argsort(descending=True)
         return tuple(int(k) for k in neurons[order])
+
+    def flipping(self, example: int) -> tuple[int, ...]:
+        """The fewest neurons, largest contribution first, whose removal makes memorized
+        training example `example` lose its trained label (see `flip_count`).
+
+        Raises:
+            ValueError: the example is not memorized.
+        """
+        row = self._row(example)
+        order = self.contributions[example].argsort(descending=True)
+        return tuple(int(k) for k in order[: int(self.flip_count[row])])
 
     def margin_share_low_ipr(self) -> float:
         """The share of the memorized examples' total margin held by low-IPR neurons (NaN
@@ -120,6 +133,14 @@ class ExampleAttribution:
             return math.nan
         c = self.contributions[self.memorized].clamp_min(0)
         return float(c[:, self.low_ipr].sum() / c.sum())
+
+    def _row(self, example: int) -> int:
+        hit = (self.memorized == example).nonzero()
+        if hit.numel() == 0:
+            raise ValueError(f"Training example {example} is not memorized (its status is "
+                             f"{self._status_of(example)!r}): only memorized examples have "
+                             "holding neurons.")
+        return int(hit[0, 0])
 
     def _status_of(self, example: int) -> str:
         if not 0 <= example < len(self.status):
@@ -185,6 +206,8 @@ def examples(
     memorized = torch.tensor([i for i, s in enumerate(status) if s == "memorized"],
                              dtype=torch.long)
     holders, reach = _holding_sets(contributions[memorized], margin[memorized], fraction)
+    flips, flip_reach = _flip_counts(contributions[memorized], h[memorized], out,
+                                     logits[memorized], label[memorized])
     if classes is None:
         classes = classify_neurons(ipr_scores(model, dataset.spec.op, site=site))
     low = classes.memorizing_mask.cpu()
@@ -197,7 +220,8 @@ def examples(
         site=site.name, exact=site.linear, fraction=float(fraction), label=label.clone(),
         true_label=true.clone(), corrupted=corrupted, runner_up=runner_up, margin=margin,
         true_margin=true_margin, status=status, contributions=contributions, rest=rest,
-        memorized=memorized, holders=holders, holders_reach=reach, low_ipr=low,
+        memorized=memorized, holders=holders, holders_reach=reach, flip_count=flips,
+        flip_reach=flip_reach, low_ipr=low,
         low_ipr_share=share)
 
 
@@ -236,6 +260,33 @@ def _holding_sets(
     return holders, reach
 
 
+def _flip_counts(
+    contributions: Float[Tensor, "m neurons"], h: Float[Tensor, "m neurons"],
+    out: Float[Tensor, "p neurons"], logits: Float[Tensor, "m p"], label: Int[Tensor, " m"],
+) -> tuple[Int[Tensor, " m"], Bool[Tensor, " m"]]:
+    """Per row, how many neurons (largest contribution first) must go before another class's
+    logit passes the label's: the logits less the removed neurons' direct effects, after each
+    removal, in chunks of rows that keep the (rows, neurons, p) tensor near 32 MB."""
+    m, n = contributions.shape
+    counts = torch.zeros(m, dtype=torch.long)
+    reach = torch.zeros(m, dtype=torch.bool)
+    order = contributions.argsort(1, descending=True)
+    positive = (contributions > 0).sum(1)
+    step = max(1, 2**22 // max(1, n * out.shape[0]))
+    for a in range(0, m, step):
+        o = order[a : a + step]  # (c, neurons)
+        effect = out.T[o] * h[a : a + step].gather(1, o)[..., None]  # (c, neurons, p)
+        after = logits[a : a + step, None, :] - effect.cumsum(1)
+        y = label[a : a + step, None, None].expand(-1, n, 1)
+        at_y = after.gather(2, y)[..., 0]
+        flipped = after.scatter(2, y, -torch.inf).amax(2) > at_y  # (c, neurons)
+        hit = flipped.any(1)
+        counts[a : a + step] = torch.where(hit, flipped.to(torch.int8).argmax(1) + 1,
+                                           positive[a : a + step])
+        reach[a : a + step] = hit
+    return counts, reach
+
+
 def examples_dict(ex: ExampleAttribution) -> dict[str, Any]:
     """Summary numbers for `analyze --json` (no per-example arrays)."""
     counts = ex.counts()
@@ -249,6 +300,9 @@ def examples_dict(ex: ExampleAttribution) -> dict[str, Any]:
         "holders_median": nan_to_none(float(sizes.median())) if m else None,
         "holders_mean": nan_to_none(float(sizes.mean())) if m else None,
         "holders_reach": nan_to_none(float(ex.holders_reach.to(torch.float64).mean()))
+        if m else None,
+        "flip_median": nan_to_none(float(ex.flip_count.double().median())) if m else None,
+        "flip_reach": nan_to_none(float(ex.flip_reach.to(torch.float64).mean()))
         if m else None,
         "low_ipr_neurons": int(ex.low_ipr.sum()),
         "low_ipr_margin_share": nan_to_none(ex.margin_share_low_ipr()),
@@ -273,4 +327,8 @@ def examples_lines(ex: ExampleAttribution) -> list[str]:
             f" {int(ex.low_ipr.sum())} low-IPR neurons hold {100 * share:.1f}% of it all"
             f" ({100 * ex.support_share_low_ipr():.1f}% of the votes for the label)"
             + ("" if ex.exact else " (direct effects: not exact after a normalization)"))
+        lines.append(f"           removing a median {float(ex.flip_count.double().median()):g}"
+                     " of them, largest first, loses the label"
+                     f" ({100 * float(ex.flip_reach.double().mean()):.0f}% of the memorized"
+                     " examples can be flipped so)")
     return lines
