@@ -121,7 +121,7 @@ class TrainConfig:
     # every 20 steps keeps history under 5% of the run (benchmarks/bench_train_speed.py).
     eval_every: int = 20
     snapshot_every: int | None = 200  # 11 snapshots, ~6 MB at width 500
-    # 8 bytes per training example per evaluation: ~1.9 MB for the paper's 2000 steps.
+    # 8 bytes per training example per evaluation: ~3.8 MB for the paper's 2000 steps.
     track_examples: bool = False
     name: str = ""
     device: Device = "auto"
