@@ -139,7 +139,7 @@ class ExampleAttribution:
         if hit.numel() == 0:
             raise ValueError(f"Training example {example} is not memorized (its status is "
                              f"{self._status_of(example)!r}): only memorized examples have "
-                             "holding neurons.")
+                             "holding and flipping sets.")
         return int(hit[0, 0])
 
     def _status_of(self, example: int) -> str:
