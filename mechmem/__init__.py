@@ -10,6 +10,8 @@ Did this network memorize, generalize, or both? Headline names:
 - training: `TrainConfig`, `train` (more in `mechmem.train`: `resume`, `preset`, `PRESETS`,
   `initial_model`)
 - analysis: `analyze` (the analyzers themselves live in `mechmem.analysis`)
+- counterfactual memorization: `memorization` (K models on random halves; more in
+  `mechmem.memorization`)
 - sweeps: `SweepConfig`, `sweep`, `load_sweep` (more in `mechmem.sweep`: `sweep_preset`,
   `SweepResult`, `train_chunk`, ...)
 """
@@ -27,6 +29,9 @@ from .data import ModularDataset as ModularDataset
 from .data import make_dataset as make_dataset
 from .hooks import HookedRootModule as HookedRootModule
 from .hooks import HookPoint as HookPoint
+
+# The function shadows the subpackage: `mechmem.memorization(config, models=K)`.
+from .memorization import memorization as memorization
 from .models import HookedMLP as HookedMLP
 from .models import HookedMLP3 as HookedMLP3
 from .models import HookedTransformer as HookedTransformer

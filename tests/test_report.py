@@ -71,7 +71,7 @@ def test_every_section_has_its_figure_with_a_caption(run):
     figures = figures_of(page)
     expected = {"training-accuracy", "training-loss", "training-norms", "training-ipr",
                 "periodic-neurons", "ipr-histogram", "spectra", "weights-most", "weights-least",
-                "frequencies", "pruning", "logits"}
+                "frequencies", "pruning", "logits", "example-margins", "memorized-neurons"}
     assert set(figures) == {f"fig-{k}" for k in expected}
     for key in figures:
         assert re.search(f'<div class="plot" id="{key}"></div><figcaption>[^<]+</figcaption>',
@@ -179,6 +179,8 @@ FIGURE_FUNCTIONS = {
     "weights-least": "least_periodic_figure", "frequencies": "frequency_figure",
     "site-ipr": "site_ipr_figure", "pruning": "pruning_figure",
     "batchnorm": "batchnorm_figure", "logits": "logits_figure",
+    "example-margins": "margin_distribution_figure", "data-map": "data_map_figure",
+    "memorized-neurons": "memorized_neurons_figure",
 }
 
 
@@ -197,7 +199,8 @@ def test_the_page_draws_exactly_the_figures_of_the_python_functions(run):
 
 def test_a_figure_that_does_not_apply_says_why(run):
     _, analysis, _ = run
-    assert set(figures(analysis)) == set(FIGURE_FUNCTIONS) - {"site-ipr", "batchnorm"}
+    assert set(figures(analysis)) == set(FIGURE_FUNCTIONS) - {"site-ipr", "batchnorm",
+                                                              "data-map"}
     with pytest.raises(ValueError, match="no BatchNorm layer"):
         report.batchnorm_figure(analysis)
     with pytest.raises(ValueError, match="one neuron site"):

@@ -16,6 +16,10 @@ from .dynamics import Event as Event
 from .dynamics import MemorizingFate as MemorizingFate
 from .dynamics import NeuronDynamics as NeuronDynamics
 from .dynamics import training_dynamics as training_dynamics
+from .example_dynamics import ExampleDynamics as ExampleDynamics
+from .example_dynamics import example_dynamics as example_dynamics
+from .examples import ExampleAttribution as ExampleAttribution
+from .examples import examples as examples
 from .fourier import FourierResult as FourierResult
 from .fourier import fourier as fourier
 from .frequencies import NeuronFrequencies as NeuronFrequencies

@@ -12,6 +12,8 @@ from ..models.families import family_of
 from ._common import nan_to_none
 from .accuracy import METRICS
 from .dynamics import dynamics_dict
+from .example_dynamics import example_dynamics_dict, example_dynamics_lines
+from .examples import examples_dict, examples_lines
 from .pruning import ORDERS
 
 
@@ -101,6 +103,9 @@ def analysis_json(a: Any) -> dict[str, Any]:
             "frac_corrupted_wins": a.logits.frac_corrupted_wins,
         },
         "progress": _progress_json(a),
+        "examples": None if a.examples is None else examples_dict(a.examples) | {
+            "dynamics": None if a.example_dynamics is None
+            else example_dynamics_dict(a.example_dynamics)},
     }
     return _plain(out)
 
@@ -223,6 +228,10 @@ def analysis_summary(a: Any) -> str:
             f"logits     corrupted label beats true label on {_pct(lg.frac_corrupted_wins).strip()}"
             f" of {lg.index.numel()} corrupted examples",
         ]
+    if a.examples is not None:
+        lines += ["", *examples_lines(a.examples)]
+        if a.example_dynamics is not None:
+            lines += example_dynamics_lines(a.example_dynamics)
     if a.dynamics is not None:
         lines += ["", *_dynamics_lines(a)]
     lines += _progress_lines(a)

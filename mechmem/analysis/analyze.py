@@ -19,6 +19,8 @@ from ._text import analysis_json, analysis_summary, family, family_name
 from .accuracy import AccuracyResult, accuracies
 from .batchnorm import BatchNormResult, batchnorm_factors
 from .dynamics import Dynamics, training_dynamics
+from .example_dynamics import ExampleDynamics, example_dynamics
+from .examples import ExampleAttribution, examples
 from .fourier import FourierResult, fourier
 from .frequencies import NeuronFrequencies, neuron_frequencies
 from .ipr import IPRResult, ipr_scores
@@ -61,6 +63,10 @@ class Analysis:
             "memorizing" only on causal evidence, "periodic" and "non-periodic" otherwise) and
             why (`class_evidence`); None for an `Analysis` built without it (then the IPR
             names).
+        examples: every training example's margin and status and each primary neuron's
+            share of it (`examples`); None where the primary site has no output weights.
+        example_dynamics: when each training example was memorized, unlearned or inverted,
+            and its data map (`example_dynamics`); None unless the run tracked its examples.
     """
 
     model: nn.Module
@@ -84,6 +90,8 @@ class Analysis:
     progress: ProgressMeasures | None = None
     progress_curves: ProgressCurves | None = None
     evidence: ClassEvidence | None = None
+    examples: ExampleAttribution | None = None
+    example_dynamics: ExampleDynamics | None = None
 
     @property
     def family(self) -> str:
@@ -219,6 +227,12 @@ def analyze(
                      f"{primary.name} neurons and on to the logits in this {family(model)}, "
                      "so their key frequencies are read from their activations instead.")
     progress, curves = _progress(model, dataset, snapshots, config, notes, progress_definition)
+    if primary.output is not None:
+        per_example = examples(model, dataset, classes=neurons)
+    else:
+        per_example = None
+        notes.append(f"Per-example attribution: the {primary.name} neurons have no output "
+                     "weights to the logits.")
     # A split without a corrupted example has nothing to unlearn, whatever xi says.
     xi = dataset.spec.corrupt_frac if dataset.n_corrupted else 0.0
     return Analysis(
@@ -246,6 +260,9 @@ def analyze(
         progress=progress,
         progress_curves=curves,
         evidence=class_evidence(model, dataset, neurons, site=primary),
+        examples=per_example,
+        example_dynamics=(example_dynamics(history, dataset) if "example_margin" in history
+                          else None),
     )
 
 

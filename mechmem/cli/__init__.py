@@ -11,9 +11,9 @@ from collections.abc import Sequence
 
 from .. import __version__
 from .._threads import use_threads
-from . import analyze, info, report, sweep, train
+from . import analyze, info, memorization, report, sweep, train
 
-COMMANDS = (info, train, sweep, analyze, report)
+COMMANDS = (info, train, sweep, analyze, report, memorization)
 
 
 class _Parser(argparse.ArgumentParser):

@@ -115,7 +115,7 @@ FLAGS = (
          "steps, 0 for none (default 200)", "K"),
     _c("recording and output", "device", DEVICES),
 )
-FIELDS = tuple(f.dest for f in FLAGS) + ("bias", "name")
+FIELDS = tuple(f.dest for f in FLAGS) + ("bias", "name", "track_examples")
 
 
 def add_config_flags(parser: argparse.ArgumentParser, *, lists: bool) -> dict[str, Any]:
@@ -135,6 +135,10 @@ def add_config_flags(parser: argparse.ArgumentParser, *, lists: bool) -> dict[st
         groups[f.group].add_argument(f.name, dest=f.dest, **kwargs)
     groups["model"].add_argument("--bias", action="store_true", default=None,
                                  help="biases on every layer")
+    if not lists:  # a single run's record; sweeps keep one summary per cell
+        groups["recording and output"].add_argument(
+            "--track-examples", action="store_true", default=None,
+            help="record every training example's margin at each evaluation")
     return groups
 
 

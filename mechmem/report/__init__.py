@@ -8,6 +8,7 @@ import it (`Analysis.to_html` imports this package when called).
 
 from ._figures import accuracy_figure as accuracy_figure
 from ._figures import batchnorm_figure as batchnorm_figure
+from ._figures import data_map_figure as data_map_figure
 from ._figures import figures as figures
 from ._figures import frequency_figure as frequency_figure
 from ._figures import ipr_curve_figure as ipr_curve_figure
@@ -15,6 +16,8 @@ from ._figures import ipr_histogram_figure as ipr_histogram_figure
 from ._figures import least_periodic_figure as least_periodic_figure
 from ._figures import logits_figure as logits_figure
 from ._figures import loss_figure as loss_figure
+from ._figures import margin_distribution_figure as margin_distribution_figure
+from ._figures import memorized_neurons_figure as memorized_neurons_figure
 from ._figures import most_periodic_figure as most_periodic_figure
 from ._figures import neuron_weights_figure as neuron_weights_figure
 from ._figures import norms_figure as norms_figure

@@ -13,6 +13,7 @@ from typing import Any
 import plotly.graph_objects as go
 
 from ._effects import logits_panel, pruning_panel
+from ._examples import data_map_panel, margin_panel, memorized_neurons_panel
 from ._neurons import (
     batchnorm_panel,
     extreme_weights_panel,
@@ -150,6 +151,22 @@ def logits_figure(analysis: Any) -> go.Figure:
     return panel_figure(logits_panel(analysis))
 
 
+def margin_distribution_figure(analysis: Any) -> go.Figure:
+    """Histograms of every training example's trained-label margin, one per status."""
+    return panel_figure(margin_panel(analysis))
+
+
+def data_map_figure(analysis: Any) -> go.Figure:
+    """The data map: each example's mean margin over training against its variability
+    (needs a run trained with `track_examples=True`)."""
+    return panel_figure(data_map_panel(analysis))
+
+
+def memorized_neurons_figure(analysis: Any) -> go.Figure:
+    """Memorized examples x neurons: each neuron's share of each example's margin."""
+    return panel_figure(memorized_neurons_panel(analysis))
+
+
 # Every figure of the report by its key on the page (element id "fig-" + key), in page order.
 PANELS: dict[str, Callable[[Any], Panel]] = {
     "training-accuracy": lambda a: curve_panel(a, "accuracy"),
@@ -167,6 +184,9 @@ PANELS: dict[str, Callable[[Any], Panel]] = {
     "pruning": pruning_panel,
     "batchnorm": batchnorm_panel,
     "logits": logits_panel,
+    "example-margins": margin_panel,
+    "data-map": data_map_panel,
+    "memorized-neurons": memorized_neurons_panel,
 }
 
 

@@ -218,10 +218,12 @@ _SECTIONS = (
     ("neurons", "Neurons: periodic or not", ("ipr-histogram", "spectra", "weights-most",
                                              "weights-least", "frequencies", "site-ipr")),
     ("effects", "What the neurons do", ("pruning", "batchnorm", "logits")),
+    ("examples", "Single examples", ("example-margins", "data-map", "memorized-neurons")),
 )
 # Left out, rather than replaced by their note, when they cannot be drawn: the panel before
-# already says why (weights-least), or there is nothing to say (a model with one site).
-_QUIET = frozenset({"weights-least", "site-ipr"})
+# already says why (weights-least), or there is nothing to say (a model with one site, a run
+# that did not track its examples, a network that memorized nothing).
+_QUIET = frozenset({"weights-least", "site-ipr", "data-map", "memorized-neurons"})
 
 
 def _sections(analysis: Any) -> list[tuple[str, str, list[Panel]]]:

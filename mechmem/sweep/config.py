@@ -12,8 +12,9 @@ from typing import Any
 from .._check import check_fields
 from ..train.config import TrainConfig
 
-# Fields an axis may not sweep: they name or place the run, they do not change it.
-_NOT_AXES = ("name", "device")
+# Fields an axis may not sweep: they name or place the run, they do not change it (a sweep's
+# cells record no per-example margins).
+_NOT_AXES = ("name", "device", "track_examples")
 AXIS_FIELDS = tuple(f.name for f in dataclasses.fields(TrainConfig) if f.name not in _NOT_AXES)
 # More cells than a sweep can sensibly hold (the paper's largest grid has a few hundred):
 # refused with the count before any is validated (100,000 validate in about 7 s on a CPU core).
@@ -71,6 +72,9 @@ class SweepConfig:
         if isinstance(self.axes, str | bytes) or not isinstance(self.axes, Sequence):
             raise TypeError(f"`axes` must be a sequence of (field, values) pairs, got "
                             f"{type(self.axes).__name__} {self.axes!r:.60}.")
+        if self.base.track_examples:
+            raise ValueError("A sweep keeps one record per cell, not per-example margins: "
+                             "`track_examples` applies to single runs (mechmem.train).")
         axes = []
         for item in self.axes:
             if not (isinstance(item, tuple | list) and len(item) == 2):

@@ -97,7 +97,8 @@ class AutogradGroup:
             opt.step()
 
     def evaluate(self, s: int, train_logits: Tensor | None = None) -> list[dict[str, float]]:
-        return [model_entry(s, m, ds, c.loss, self.history_keys)
+        return [model_entry(s, m, ds, c.loss, self.history_keys,
+                            track_examples=c.track_examples)
                 for m, ds, c in zip(self.modules, self.datasets, self.configs, strict=True)]
 
     def model(self, i: int) -> nn.Module:

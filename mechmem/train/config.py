@@ -86,6 +86,9 @@ class TrainConfig:
         eval_every: record `history` every this many steps (and at step 0 and the end).
         snapshot_every: store U, V, W every this many steps (and at step 0 and the end), or None
             for no snapshots.
+        track_examples: record each training example's margins at every evaluation (history
+            keys "example_margin" and "example_true_margin", one (train,) tensor per evaluation;
+            read by `mechmem.analysis.example_dynamics`).
         name: free text stored with the checkpoint.
         device: "auto" picks CUDA when available, else the CPU.
     """
@@ -120,6 +123,8 @@ class TrainConfig:
     # every 20 steps keeps history under 5% of the run (benchmarks/bench_train_speed.py).
     eval_every: int = 20
     snapshot_every: int | None = 200  # 11 snapshots, ~6 MB at width 500
+    # 8 bytes per training example per evaluation: ~3.8 MB for the paper's 2000 steps.
+    track_examples: bool = False
     name: str = ""
     device: Device = "auto"
 
@@ -187,6 +192,9 @@ class TrainConfig:
                 f"`snapshot_every` must be a positive integer or None (no snapshots), "
                 f"got {self.snapshot_every!r}."
             )
+        if not isinstance(self.track_examples, bool):
+            raise ValueError(f"`track_examples` must be True or False, got "
+                             f"{self.track_examples!r}.")
         if not isinstance(self.name, str):
             raise ValueError(f"`name` must be a string, got {self.name!r}.")
 
@@ -247,6 +255,10 @@ class TrainConfig:
         """Plain containers only, as stored in checkpoints."""
         d = dataclasses.asdict(self)
         d["betas"] = list(self.betas)
+        if not self.track_examples:
+            # Left out when off, so that configs, checkpoints and sweep cell ids written before
+            # the field existed stay the same.
+            del d["track_examples"]
         return d
 
     @classmethod

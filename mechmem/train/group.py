@@ -150,7 +150,8 @@ class ModelGroup:
         self.reuse = self.full and not any(dropout) and self.cfg.norm != "batchnorm"
         self.mask_gens = ([torch.Generator(device=self.device) for _ in configs]
                           if any(dropout) else None)
-        self.evaluator = Evaluator(self.data, c0.loss, [c.op for c in configs])
+        self.evaluator = Evaluator(self.data, c0.loss, [c.op for c in configs],
+                                   track_examples=c0.track_examples)
         self.history_keys = HISTORY_KEYS
         # Evaluations run `HookedMLP.forward` itself (one definition of the forward), over the
         # stacked weights: a template module called with each model's tensors.

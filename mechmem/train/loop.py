@@ -32,6 +32,7 @@ from .autograd import AutogradGroup, make_group
 from .config import TrainConfig
 from .group import ModelGroup, initial_model
 from .memory import check_fits
+from .metrics import EXAMPLE_KEYS
 
 _TRAIN_STATE_VERSION = 1
 
@@ -241,7 +242,8 @@ def _train(run: _Run, progress: bool) -> Checkpoint:
                 last = s == steps
                 if fresh and (s % config.eval_every == 0 or last):
                     entry = group.record(s)[0]
-                    run.record(entry, group.history_keys)
+                    run.record(entry, group.history_keys + (
+                        EXAMPLE_KEYS if config.track_examples else ()))
                     bar.set_postfix(train=f"{entry['train_acc']:.3f}",
                                     test=f"{entry['test_acc']:.3f}", refresh=False)
                 if fresh and snap_every is not None and (s % snap_every == 0 or last):

@@ -25,6 +25,8 @@ def bytes_per_run(config: TrainConfig) -> int:
     f = 4 if torch.get_default_dtype() == torch.float32 else 8
     data = 40 * rows + f * p * rows  # indices and labels; one-hot targets
     evaluation = 3 * f * p * rows  # logits of every example, the loss's temporaries
+    if config.track_examples:  # two float32 margins per example per evaluation, kept
+        data += 8 * n_train * (config.steps // config.eval_every + 2)
     if config.model == "mlp":
         weights = 5 * (3 * p * N + 3 * N + p) * f
         step = f * p * batch + (f * N * batch if config.dropout > 0 else 0)

@@ -21,6 +21,20 @@ _BASE_KEYS = ("step", "train_loss", "test_loss", *(f"{m}_acc" for m in METRICS))
 HISTORY_KEYS = (*_BASE_KEYS, "norm_U", "norm_V", "norm_W", "ipr_mean")
 
 
+# With `TrainConfig(track_examples=True)`: per evaluation, each training example's margins, one
+# (train,) float32 tensor each on the CPU (see `example_margins`).
+EXAMPLE_KEYS = ("example_margin", "example_true_margin")
+
+
+def example_margins(
+    logits: Float[Tensor, "*lead rows p"], labels: Int[Tensor, "*lead rows"]
+) -> Float[Tensor, "*lead rows"]:
+    """Each row's logit at `labels` minus the best other class's (> 0: `labels` predicted)."""
+    at = logits.gather(-1, labels[..., None])
+    other = logits.scatter(-1, labels[..., None], -torch.inf).amax(-1)
+    return at[..., 0] - other
+
+
 def site_key(name: str) -> str:
     """The history key of a non-primary neuron site's mean IPR ("embed" -> "ipr_embed")."""
     return "ipr_" + name.replace(".", "_")
@@ -54,8 +68,9 @@ def row_losses(
 class Evaluator:
     """Computes one history entry per model from train and test logits, with one host sync."""
 
-    def __init__(self, data: GroupData, loss: str, ops: Sequence[str]) -> None:
-        self.data, self.loss = data, loss
+    def __init__(self, data: GroupData, loss: str, ops: Sequence[str], *,
+                 track_examples: bool = False) -> None:
+        self.data, self.loss, self.track_examples = data, loss, track_examples
         # Models of one operation share a Fourier basis: their IPRs are computed together.
         device = data.train_m.device
         self.by_op = {op: torch.tensor([i for i, o in enumerate(ops) if o == op], device=device)
@@ -86,13 +101,23 @@ class Evaluator:
             ipr[ix] = network_ipr(u[ix], v[ix], w[ix], op)[0]
         rows = torch.stack([train_loss, test_loss, *(acc[m] for m in METRICS), *norms, ipr])
         values = rows.T.tolist()  # the one host sync of an evaluation
-        return [{"step": step, **dict(zip(HISTORY_KEYS[1:], v, strict=True))} for v in values]
+        entries = [{"step": step, **dict(zip(HISTORY_KEYS[1:], v, strict=True))}
+                   for v in values]
+        if self.track_examples:
+            n = d.n_train.long().tolist()
+            margins = (example_margins(train_logits, d.train_labels).float().cpu(),
+                       example_margins(train_logits, d.train_true).float().cpu())
+            for i, e in enumerate(entries):
+                e |= {k: m[i, : n[i]].clone() for k, m in zip(EXAMPLE_KEYS, margins,
+                                                                strict=True)}
+        return entries
 
 
 def model_entry(step: int, model: nn.Module, dataset: ModularDataset, loss: str,
-                keys: Sequence[str]) -> dict[str, float]:
+                keys: Sequence[str], *, track_examples: bool = False) -> dict[str, float]:
     """One history entry of a single model, evaluated through its own forward (eval mode, no
-    gradients; its train/eval flags are restored afterwards)."""
+    gradients; its train/eval flags are restored afterwards); with `track_examples`, also
+    each training example's margins (`EXAMPLE_KEYS`)."""
     device = next(model.parameters()).device
     modes = [(m, m.training) for m in model.modules()]
     model.eval()
@@ -131,4 +156,9 @@ def model_entry(step: int, model: nn.Module, dataset: ModularDataset, loss: str,
     values.setdefault("ipr_mean", torch.nan)
     row = torch.stack([torch.as_tensor(values[k], dtype=torch.float64, device=device)
                        for k in keys[1:]]).tolist()  # one host sync
-    return {"step": step, **dict(zip(keys[1:], row, strict=True))}
+    entry: dict[str, float] = {"step": step, **dict(zip(keys[1:], row, strict=True))}
+    if track_examples:
+        true = dataset.train_true_labels.to(device)
+        entry |= {"example_margin": example_margins(train_logits, lab).float().cpu(),
+                  "example_true_margin": example_margins(train_logits, true).float().cpu()}
+    return entry
