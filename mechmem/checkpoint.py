@@ -314,9 +314,12 @@ def _history(history: Any) -> dict[str, list[float]]:
                        "name to values")
     out = {}
     for k, v in history.items():
-        # one entry per evaluation: a number (or None), or a list of them per example
+        # one entry per evaluation: a number (or None), or one per example (a list, or the
+        # 1-D tensor that TrainConfig(track_examples=True) records)
         if not isinstance(v, list | tuple) or not all(
-                x is None or isinstance(x, int | float | list) for x in v):
+                x is None or isinstance(x, int | float | list)
+                or (isinstance(x, torch.Tensor) and x.dim() == 1 and x.is_floating_point())
+                for x in v):
             raise _Damaged(f"its history[{k!r}] is {_show(v)}, not a list of numbers")
         out[str(k)] = list(v)
     return out

@@ -21,9 +21,15 @@ def _no_examples(key: str, title: str, caption: str) -> Panel:
 def margin_panel(analysis: Any) -> Panel:
     """Histograms of the trained label's margin, one per example status."""
     title = "Margins by status"
-    caption = ("Each training example's margin: the logit of the label it was trained on minus "
-               "the best other class's, by status (corrupted: memorized, inverted or neither; "
-               "clean: fitted or missed); right of zero the trained label is predicted.")
+    if analysis.has_corrupted:
+        caption = ("Each training example's margin: the logit of the label it was trained on "
+                   "minus the best other class's, by status (corrupted: memorized, inverted or "
+                   "neither; clean: fitted or missed); right of zero the trained label is "
+                   "predicted.")
+    else:
+        caption = ("Each training example's margin: the logit of its label minus the best "
+                   "other class's, fitted or missed (this run has no corrupted labels); right "
+                   "of zero its label is predicted.")
     ex = analysis.examples
     if ex is None:
         return _no_examples("example-margins", title, caption)
@@ -44,10 +50,12 @@ def margin_panel(analysis: Any) -> Panel:
 def data_map_panel(analysis: Any) -> Panel:
     """Swayamdipta et al.'s data map: each example's mean margin against its variability."""
     title = "Data map"
+    apart = ("corrupted and clean examples apart" if analysis.has_corrupted
+             else "all of them clean (this run has no corrupted labels)")
     caption = ("Each training example's mean trained-label margin over the evaluations "
-               "(confidence) against its standard deviation (variability), corrupted and "
-               "clean examples apart: hard-to-learn examples sit low, easy ones high, and "
-               "examples learnt then lost in between with high variability.")
+               f"(confidence) against its standard deviation (variability), {apart}: "
+               "hard-to-learn examples sit low, easy ones high, and examples learnt then lost "
+               "in between with high variability.")
     d = analysis.example_dynamics
     if d is None:
         return Panel("data-map", title, caption, note="The run did not record its examples' "
@@ -56,6 +64,8 @@ def data_map_panel(analysis: Any) -> Panel:
     traces = []
     for name, mask, color in (("clean", ~d.corrupted, CLASS_COLORS["generalizing"]),
                               ("corrupted", d.corrupted, CLASS_COLORS["memorizing"])):
+        if not bool(mask.any()):
+            continue
         traces.append({"type": "scattergl", "mode": "markers", "name": f"{name} "
                        f"({int(mask.sum())})", "x": numbers(d.variability[mask]),
                        "y": numbers(d.confidence[mask]),
@@ -75,6 +85,11 @@ def memorized_neurons_panel(analysis: Any) -> Panel:
                     "that margin, for the memorized examples with the largest margins (rows) "
                     "and the neurons ordered from least to most periodic (columns; low-IPR "
                     "neurons left of the line).")
+    if not analysis.has_corrupted:
+        return Panel("memorized-neurons", "Examples x neurons",
+                     "Each neuron's contribution to the margins of the examples held against "
+                     "the rule.", note="This run has no corrupted labels: no example is held "
+                     "against the rule, so there is nothing to show here.")
     if ex is None:
         return _no_examples("memorized-neurons", title, caption_base)
     if ex.memorized.numel() == 0:
