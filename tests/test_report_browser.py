@@ -113,7 +113,7 @@ class Visit:
 
 def test_trained_report_renders_every_figure_offline(browser, reports):
     visit = Visit(browser, reports[0])
-    assert visit.n_figures == 12
+    assert visit.n_figures == 14  # with the per-example margins and memorized examples x neurons
     page = visit.page
     # Each figure has a real plot area with drawn traces, not just an empty frame.
     drawn = page.evaluate("""() => Array.from(document.querySelectorAll("div.plot")).map(
@@ -141,7 +141,8 @@ def test_hostile_strings_show_as_text_and_run_nothing(browser, reports):
 def test_model_without_history_renders_and_says_so(browser, reports):
     visit = Visit(browser, reports[1])
     page = visit.page
-    assert visit.n_figures == 8  # no training curves; BatchNorm figure present
+    # no training curves; BatchNorm figure present; per-example margins and examples x neurons
+    assert visit.n_figures == 10
     assert "no training history" in page.locator("#missing-training").inner_text()
     assert page.locator("#fig-batchnorm svg.main-svg").count() > 0
     assert visit.problems() == []
@@ -151,8 +152,9 @@ def test_model_without_history_renders_and_says_so(browser, reports):
 def test_model_with_dead_neurons_renders_without_errors(browser, reports):
     visit = Visit(browser, reports[2])
     assert visit.n_figures == 4  # IPR histogram, spectra, pruning, logits; the rest say why not
-    # training, progress measures (an MLP has none), most periodic, frequencies, BatchNorm
-    assert visit.page.locator("p.missing").count() == 5
+    # training, progress measures (an MLP has none), most periodic, frequencies, BatchNorm,
+    # per-example margins (none finite)
+    assert visit.page.locator("p.missing").count() == 6
     assert visit.problems() == []
     visit.page.close()
 
@@ -161,8 +163,8 @@ def test_transformer_report_draws_what_applies_and_says_what_does_not(browser, r
     visit = Visit(browser, reports[3])
     page = visit.page
     # training (4), periodic neurons, progress measures, IPR histogram, key frequencies,
-    # embedding IPR, pruning, logits
-    assert visit.n_figures == 11
+    # embedding IPR, pruning, logits, per-example margins, memorized examples x neurons
+    assert visit.n_figures == 13
     assert page.locator("#fig-progress svg.main-svg").count() > 0
     assert page.locator("#fig-site-ipr svg.main-svg").count() > 0
     assert page.locator("#fig-frequencies svg.main-svg").count() > 0

@@ -315,6 +315,10 @@ def examples_lines(ex: ExampleAttribution) -> list[str]:
     """The summary's lines about the examples."""
     c = ex.counts()
     n_corr = c["memorized"] + c["inverted"] + c["neither"]
+    bad = int((~torch.isfinite(ex.margin)).sum())
+    if bad:  # a diverged model: its statuses read NaN margins as misses
+        return [f"examples   {bad} of {ex.margin.numel()} margins are not finite (the outputs "
+                "hold NaN or infinities): no example's status can be read"]
     clean = f"{c['fitted'] + c['missed']} clean: {c['fitted']} fitted, {c['missed']} missed"
     if not n_corr:  # a clean run: nothing to memorize or invert
         return [f"examples   no corrupted labels; of {clean}"]

@@ -33,6 +33,10 @@ def margin_panel(analysis: Any) -> Panel:
     ex = analysis.examples
     if ex is None:
         return _no_examples("example-margins", title, caption)
+    if not bool(torch.isfinite(ex.margin).any()):
+        return Panel("example-margins", title, caption, note="No example's margin is finite: "
+                     "the model's outputs hold NaN or infinities, so there are no margins to "
+                     "draw.")
     traces = []
     for status, color in STATUS_COLORS.items():
         rows = [i for i, s in enumerate(ex.status) if s == status]
