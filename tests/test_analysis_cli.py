@@ -143,3 +143,24 @@ def test_analyze_a_checkpoint_written_by_the_trainer(tmp_path, capsys):
     assert d["config"]["betas"] == [0.9, 0.98] and d["config"]["steps"] == 60
     assert d["dynamics"]["neurons"]["steps"] == [0, 30, 60]
     assert d["dynamics"]["test_peak"]["value"] == max(ckpt.history["test_acc"])
+
+
+def test_cli_progress_definition_reaches_the_progress_measures(tmp_path, capsys):
+    from mechmem import TrainConfig, train
+
+    path = tmp_path / "tf.pt"
+    train(TrainConfig(model="transformer", p=11, d_model=16, n_heads=2, width=32, steps=30,
+                      eval_every=10, device="cpu"), out=path)
+    losses = {}
+    for definition in ("logits", "mlp"):
+        assert main(["analyze", str(path), "--json", "--progress-definition", definition]) == 0
+        progress = json.loads(capsys.readouterr().out)["progress"]
+        assert progress["definition"] == definition
+        losses[definition] = (progress["restricted_loss"], progress["excluded_loss"])
+    assert losses["logits"] != losses["mlp"]  # two different measurements, not one relabelled
+    out = tmp_path / "tf.html"
+    assert main(["report", str(path), "-o", str(out), "--progress-definition", "mlp"]) == 0
+    assert out.is_file()
+    with pytest.raises(SystemExit) as bad:
+        main(["analyze", str(path), "--progress-definition", "activations"])
+    assert bad.value.code == 2 and "invalid choice" in capsys.readouterr().err

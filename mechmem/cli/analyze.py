@@ -5,6 +5,7 @@ import json
 from typing import Any
 
 from ..analysis import analyze
+from ..analysis.progress import DEFINITIONS
 from ._flags import add_threads_flag
 
 
@@ -21,9 +22,18 @@ def register(sub: argparse._SubParsersAction) -> None:
                    help="IPR threshold between memorizing and generalizing neurons "
                         "(default: found from the IPR distribution)")
     p.add_argument("--seed", type=int, default=0, help="seed of the random pruning order")
+    add_progress_flag(p)
     add_trust_flag(p)
     add_threads_flag(p)
     p.set_defaults(handler=run)
+
+
+def add_progress_flag(p: argparse.ArgumentParser) -> None:
+    p.add_argument("--progress-definition", choices=DEFINITIONS, default="logits",
+                   help="the progress measures' definition: logits (mechmem's: logits "
+                        "restricted, on the training set) or mlp (TransformerLens's grokking "
+                        "demo's: MLP activations restricted, restricted loss on the test set); "
+                        "docs/analyzers.md")
 
 
 def add_trust_flag(p: argparse.ArgumentParser) -> None:
@@ -43,7 +53,8 @@ def load_source(path: str, trust_pickled_code: bool) -> Any:
 
 def run(args: argparse.Namespace) -> int:
     source = load_source(args.checkpoint, args.trust_pickled_code)
-    result = analyze(source, seed=args.seed, threshold=args.threshold)
+    result = analyze(source, seed=args.seed, threshold=args.threshold,
+                     progress_definition=args.progress_definition)
     if args.json:
         print(json.dumps(result.to_json_dict(), allow_nan=False))
     else:

@@ -5,7 +5,7 @@ from pathlib import Path
 
 from .._files import check_destination
 from ._flags import add_threads_flag
-from .analyze import add_trust_flag, load_source
+from .analyze import add_progress_flag, add_trust_flag, load_source
 
 SWEEP_REPORT = "report.html"  # a sweep folder's report, inside the folder
 
@@ -23,6 +23,7 @@ def register(sub: argparse._SubParsersAction) -> None:
                    help="where to write the report (default: next to the checkpoint, .html; "
                         f"for a sweep folder, {SWEEP_REPORT} inside it)")
     p.add_argument("--force", action="store_true", help="replace an existing report file")
+    add_progress_flag(p)
     add_trust_flag(p)
     add_threads_flag(p)
     p.set_defaults(handler=run)
@@ -42,7 +43,8 @@ def run(args: argparse.Namespace) -> int:
     from .. import analyze
     from ..report import write_report
 
-    analysis = analyze(load_source(str(source), args.trust_pickled_code))
+    analysis = analyze(load_source(str(source), args.trust_pickled_code),
+                       progress_definition=args.progress_definition)
     path = write_report(analysis, out, overwrite=args.force)
     print(path)
     return 0
