@@ -253,8 +253,9 @@ def test_dead_and_non_finite_neurons_are_reported_not_drawn():
         model.W[:, 5] = math.inf
     page = render_report(analyze(model, ds))
     assert re.findall(r'class="missing" id="missing-([a-z-]+)"', page) == [
-        "training", "progress", "weights-most", "frequencies", "batchnorm"]
+        "training", "progress", "weights-most", "frequencies", "batchnorm", "example-margins"]
     assert "Every neuron is dead" in page
+    assert "No example's margin is finite" in page
     for spec in figures_of(page).values():
         go.Figure(spec)
 
