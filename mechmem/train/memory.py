@@ -65,7 +65,8 @@ def available_bytes(device: torch.device) -> int:
 
 
 def _gb(x: float) -> str:
-    return f"{x / 1e9:.1f} GB"
+    gb = x / 1e9
+    return f"{gb:.1f} GB" if gb < 1e6 else f"{gb:.2g} GB"  # 2.2e+47 GB, not 48 digits
 
 
 def check_fits(configs: Sequence[TrainConfig], device: torch.device | None = None) -> None:
