@@ -17,6 +17,15 @@ def predict(logits: Float[Tensor, "*lead p"]) -> Int[Tensor, " *lead"]:
     return torch.where(torch.isfinite(logits).all(-1), logits.argmax(-1), -1)
 
 
+def example_margins(
+    logits: Float[Tensor, "*lead rows p"], labels: Int[Tensor, "*lead rows"]
+) -> Float[Tensor, "*lead rows"]:
+    """Each row's logit at `labels` minus the best other class's (> 0: `labels` predicted)."""
+    at = logits.gather(-1, labels[..., None])
+    other = logits.scatter(-1, labels[..., None], -torch.inf).amax(-1)
+    return at[..., 0] - other
+
+
 def masked_mean(
     values: Bool[Tensor, "*lead rows"] | Float[Tensor, "*lead rows"],
     mask: Bool[Tensor, "*lead rows"] | None = None,

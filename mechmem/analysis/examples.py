@@ -14,7 +14,7 @@ from jaxtyping import Bool, Float, Int
 from torch import Tensor, nn
 
 from ..data import ModularDataset
-from ..metrics import predict
+from ..metrics import example_margins, predict
 from ..models.sites import NeuronSite, neuron_sites
 from ._common import evaluating, nan_to_none
 from .ablation import ablate
@@ -189,8 +189,8 @@ def examples(
     out = site.output.to(torch.float64).cpu()  # (p, neurons)
     label, true = dataset.train_labels, dataset.train_true_labels
     runner_up = _best_other(logits, label)
-    margin = _at(logits, label) - _at(logits, runner_up)
-    true_margin = _at(logits, true) - _at(logits, _best_other(logits, true))
+    margin = example_margins(logits, label)  # = logit at label - logit at runner_up
+    true_margin = example_margins(logits, true)
     contributions = h * (out[label] - out[runner_up])
     if site.linear:
         rest = _at(rest_logits, label) - _at(rest_logits, runner_up)

@@ -10,7 +10,7 @@ from torch import Tensor, nn
 
 from ..data import ModularDataset
 from ..losses import loss_value as loss_value
-from ..metrics import METRICS, five_accuracies, masked_mean, predict
+from ..metrics import METRICS, example_margins, five_accuracies, masked_mean, predict
 from ..models.families import norm_key, weight_names
 from ..models.sites import neuron_sites
 from ..spectral import network_ipr, site_ipr
@@ -24,15 +24,6 @@ HISTORY_KEYS = (*_BASE_KEYS, "norm_U", "norm_V", "norm_W", "ipr_mean")
 # With `TrainConfig(track_examples=True)`: per evaluation, each training example's margins, one
 # (train,) float32 tensor each on the CPU (see `example_margins`).
 EXAMPLE_KEYS = ("example_margin", "example_true_margin")
-
-
-def example_margins(
-    logits: Float[Tensor, "*lead rows p"], labels: Int[Tensor, "*lead rows"]
-) -> Float[Tensor, "*lead rows"]:
-    """Each row's logit at `labels` minus the best other class's (> 0: `labels` predicted)."""
-    at = logits.gather(-1, labels[..., None])
-    other = logits.scatter(-1, labels[..., None], -torch.inf).amax(-1)
-    return at[..., 0] - other
 
 
 def site_key(name: str) -> str:
