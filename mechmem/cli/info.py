@@ -2,7 +2,6 @@
 slower analyses."""
 
 import argparse
-import math
 from typing import Any
 
 from torch import nn
@@ -51,16 +50,14 @@ def run(args: argparse.Namespace) -> int:
 
 
 def _outcome(model: nn.Module, ds: ModularDataset, history: Any) -> None:
-    """The final accuracies and the phase they make (unknown for non-finite accuracies)."""
+    """The final accuracies and the phase they make (a non-finite output counts as wrong, so
+    both are always defined)."""
     acc = accuracies(model, ds)
     parts = [("train", acc.train), ("test", acc.test)]
     if ds.n_corrupted:
         parts += [("corrupted memorized", acc.corrupted_memorized),
                   ("corrupted true", acc.corrupted_true)]
     print("accuracy    " + "  ".join(f"{k} {v:.1%}" for k, v in parts))
-    if not (math.isfinite(acc.train) and math.isfinite(acc.test)):
-        print("phase       unknown (the accuracies are not finite: the weights hold NaN or inf)")
-        return
     phase = classify_phase(acc, ds.spec.corrupt_frac, history)
     print(f"phase       {phase.phase} ({phase.reason})")
 
